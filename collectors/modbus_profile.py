@@ -1,0 +1,197 @@
+"""Modbus device profiles: a model's register map as YAML in ``firmware_configs/``.
+
+Adding a device model is a YAML file, not code. Each point names its register type,
+address, data type and byte/word order explicitly (wrong order silently gives nonsense
+floats: home-assistant/core#44553, telegraf#8855), its scale and offset, and the raw fault
+codes *of that model* (never a global "not a number" value that could hide a real zero:
+home-assistant/core#153861). A legality table per data type, as in Home Assistant's Modbus
+validator, refuses combinations that cannot be right instead of repairing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.configfile import ConfigError, load_model
+from gateway.reading import SensorKind
+from gateway.resources import firmware_configs_dir
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+
+# The protocol's own limits per request (Modbus Application Protocol v1.1b3, 6.1-6.4).
+MAX_REGISTERS_PER_READ = 125
+MAX_BITS_PER_READ = 2000
+
+
+class RegisterType(StrEnum):
+    HOLDING = "holding"
+    INPUT = "input"
+    COIL = "coil"
+    DISCRETE = "discrete"
+
+    @property
+    def is_bit(self) -> bool:
+        return self in (RegisterType.COIL, RegisterType.DISCRETE)
+
+
+class DataType(StrEnum):
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    FLOAT32 = "float32"
+    BOOL = "bool"
+
+
+class ByteOrder(StrEnum):
+    """Order of the bytes A (most significant) .. D as they arrive on the wire.
+
+    16-bit values use AB (big-endian, the Modbus norm) or BA; 32-bit values use ABCD
+    (big-endian words and bytes), CDAB (word-swapped), BADC (byte-swapped) or DCBA.
+    """
+
+    AB = "AB"
+    BA = "BA"
+    ABCD = "ABCD"
+    CDAB = "CDAB"
+    BADC = "BADC"
+    DCBA = "DCBA"
+
+
+@dataclass(frozen=True)
+class Legality:
+    """What a data type demands and allows (Home Assistant's modbus validator, absorbed)."""
+
+    registers: int
+    orders: frozenset[ByteOrder]
+    register_types: frozenset[RegisterType]
+    scalable: bool
+
+
+_WORD = frozenset({RegisterType.HOLDING, RegisterType.INPUT})
+_BITS = frozenset({RegisterType.COIL, RegisterType.DISCRETE})
+_O16 = frozenset({ByteOrder.AB, ByteOrder.BA})
+_O32 = frozenset({ByteOrder.ABCD, ByteOrder.CDAB, ByteOrder.BADC, ByteOrder.DCBA})
+
+LEGALITY: dict[DataType, Legality] = {
+    DataType.INT16: Legality(1, _O16, _WORD, True),
+    DataType.UINT16: Legality(1, _O16, _WORD, True),
+    DataType.INT32: Legality(2, _O32, _WORD, True),
+    DataType.UINT32: Legality(2, _O32, _WORD, True),
+    DataType.FLOAT32: Legality(2, _O32, _WORD, True),
+    # A bit is either a coil/discrete input, or one bit of a register (``bit:``).
+    DataType.BOOL: Legality(1, frozenset(), _WORD | _BITS, False),
+}
+
+
+class Point(BaseModel):
+    """One value in a device's register map."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: SensorKind
+    register_type: RegisterType
+    address: int = Field(ge=0, le=65535)
+    data_type: DataType
+    byte_order: ByteOrder | None = None
+    bit: int | None = Field(default=None, ge=0, le=15, description="bit of a register (bool)")
+    scale: float = 1.0
+    offset: float = 0.0
+    invert: bool = Field(default=False, description="bool: 0 means active (normally closed)")
+    fault_codes: list[int] = Field(default_factory=list, description="raw values meaning fault")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _legal(self) -> Point:
+        rule = LEGALITY[self.data_type]
+        if self.register_type not in rule.register_types:
+            raise ValueError(
+                f"data_type {self.data_type} cannot be read from {self.register_type} registers"
+            )
+        if self.byte_order is not None and self.byte_order not in rule.orders:
+            allowed = ", ".join(sorted(rule.orders)) or "none (omit byte_order)"
+            raise ValueError(
+                f"byte_order {self.byte_order} is illegal for {self.data_type}; allowed: {allowed}"
+            )
+        if rule.orders and self.byte_order is None:
+            raise ValueError(
+                f"byte_order is required for {self.data_type} "
+                f"(one of {', '.join(sorted(rule.orders))}); it is never guessed"
+            )
+        if not rule.scalable and (self.scale != 1.0 or self.offset != 0.0):
+            raise ValueError("scale and offset are illegal on a bool point")
+        if self.bit is not None and (
+            self.data_type is not DataType.BOOL or self.register_type.is_bit
+        ):
+            raise ValueError("bit is only legal on a bool point read from a register")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        return LEGALITY[self.data_type].registers
+
+
+class DeviceProfile(BaseModel):
+    """A device model's register map, e.g. the common RS485 temperature-humidity transmitter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    manufacturer: str = "generic"
+    protocol: str = Field(default="modbus", pattern="^modbus$")
+    description: str = ""
+    max_registers_per_read: int = Field(default=MAX_REGISTERS_PER_READ, ge=1, le=125)
+    points: dict[str, Point] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> DeviceProfile:
+        used: dict[tuple[RegisterType, int, int | None], str] = {}
+        for name, p in self.points.items():
+            for i in range(p.register_count):
+                key = (p.register_type, p.address + i, p.bit)
+                if key in used:
+                    raise ValueError(
+                        f"points '{used[key]}' and '{name}' both use "
+                        f"{p.register_type} register {p.address + i}"
+                    )
+                used[key] = name
+        return self
+
+
+class ProfileLibrary:
+    """Device profiles by id, from ``firmware_configs/`` plus a site's own folders."""
+
+    def __init__(self, profiles: dict[str, DeviceProfile]) -> None:
+        self.profiles = profiles
+
+    @classmethod
+    def load(cls, extra_dirs: list[Path] | None = None) -> ProfileLibrary:
+        profiles: dict[str, DeviceProfile] = {}
+        problems: list[str] = []
+        for directory in [firmware_configs_dir(), *(extra_dirs or [])]:
+            for path in sorted(directory.glob("*.yaml")):
+                try:
+                    profile = load_model(path, DeviceProfile)
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
+                    continue
+                if profile.id != path.stem:
+                    problems.append(f"{path}: id '{profile.id}' must match the file name")
+                    continue
+                profiles[profile.id] = profile
+        if problems:
+            raise ConfigError("device profiles", problems)
+        return cls(profiles)
+
+    def get(self, profile_id: str) -> DeviceProfile:
+        return self.profiles[profile_id]
+
+    def __contains__(self, profile_id: object) -> bool:
+        return profile_id in self.profiles

@@ -1,0 +1,386 @@
+"""The site model: site -> buildings -> rooms -> devices -> sensors, loaded from one YAML file.
+
+Unknown keys are refused, ids are ASCII (they become InfluxDB tags and URL parts), display
+names may be Chinese. Cross-references (storage class, device profile, profile point) are
+checked after parsing, so one run of ``archwatch check-config`` lists every problem with
+its file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from collectors.modbus_profile import ProfileLibrary
+from gateway.configfile import ConfigError, format_loc, read_yaml, validation_problems
+from gateway.reading import Reading, SensorKind
+from gateway.standards import ID_PATTERN, StandardsLibrary
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+OUTDOOR_ROOM = "outdoor"
+OUTDOOR_CLASS = "outdoor"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Calibration(_Strict):
+    """When a sensor was last calibrated and how often it must be (1987 regulation, Art. 11)."""
+
+    calibrated_on: date
+    interval_days: int = Field(default=365, ge=1, le=3650)
+
+    @property
+    def due(self) -> date:
+        return self.calibrated_on + timedelta(days=self.interval_days)
+
+
+class SensorSpec(_Strict):
+    """One sensor of a device. For Modbus ``point`` names the profile's point; for MQTT
+    ``topic``/``json_path`` say where the value is in the payload."""
+
+    id: Id
+    name: str = ""
+    kind: SensorKind | None = None
+    point: str | None = None
+    topic: str | None = None
+    json_path: str | None = Field(default=None, description="dotted path into a JSON payload")
+    calibration: Calibration | None = None
+
+
+class _DeviceBase(_Strict):
+    id: Id
+    name: str = ""
+    sensors: list[SensorSpec] = Field(min_length=1)
+    offline_after: int = Field(default=3, ge=1, le=1000, description="missed polls/intervals")
+
+
+class ModbusTcpDevice(_DeviceBase):
+    """A Modbus TCP device (or a unit behind a Modbus TCP gateway), polled."""
+
+    protocol: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    profile: Id
+    poll_interval: float = Field(default=10.0, ge=0.05, le=86400)
+    timeout: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _points_named(self) -> ModbusTcpDevice:
+        for s in self.sensors:
+            if s.point is None:
+                raise ValueError(f"sensor '{s.id}': Modbus sensors need 'point' (a profile point)")
+            if s.topic is not None or s.json_path is not None:
+                raise ValueError(f"sensor '{s.id}': topic/json_path are for MQTT devices")
+        return self
+
+
+class MqttDevice(_DeviceBase):
+    """A device that publishes to the broker; each sensor maps a topic (and JSON path)."""
+
+    protocol: Literal["mqtt"]
+    topic: str | None = Field(default=None, description="default topic for its sensors")
+    expected_interval: float = Field(default=60.0, gt=0, le=86400, description="seconds")
+    timestamp_path: str | None = Field(
+        default=None, description="JSON path of the source timestamp (epoch s/ms or ISO 8601)"
+    )
+
+    @model_validator(mode="after")
+    def _topics(self) -> MqttDevice:
+        for s in self.sensors:
+            if s.kind is None:
+                raise ValueError(f"sensor '{s.id}': MQTT sensors need 'kind'")
+            if s.point is not None:
+                raise ValueError(f"sensor '{s.id}': 'point' is for Modbus devices")
+            topic = s.topic or self.topic
+            if not topic:
+                raise ValueError(f"sensor '{s.id}': no topic (set it on the sensor or device)")
+            if any(c in topic for c in "+#"):
+                raise ValueError(f"sensor '{s.id}': topic '{topic}' must not contain wildcards")
+        return self
+
+    def sensor_topic(self, sensor: SensorSpec) -> str:
+        topic = sensor.topic or self.topic
+        assert topic is not None  # checked by the validator
+        return topic
+
+
+Device = Annotated[ModbusTcpDevice | MqttDevice, Field(discriminator="protocol")]
+
+
+class OpeningHours(_Strict):
+    """A span of opening hours on some weekdays (mon..sun); outside them doors stay shut."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: time
+    end: time
+
+
+class Room(_Strict):
+    """A storage room with its class (the standards profile that sets its climate band)."""
+
+    id: Id
+    name: str = ""
+    storage_class: Id
+    tier: Literal["important", "ordinary"] = "ordinary"
+    schedule: list[OpeningHours] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Room:
+        if self.id == OUTDOOR_ROOM:
+            raise ValueError(f"room id '{OUTDOOR_ROOM}' is reserved for a building's outdoor sensors")
+        return self
+
+
+class Building(_Strict):
+    id: Id
+    name: str = ""
+    outdoor: list[Device] = Field(default_factory=list, description="outdoor climate devices")
+    rooms: list[Room] = Field(min_length=1)
+
+
+class SiteInfo(_Strict):
+    id: Id
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+class SiteFile(_Strict):
+    """The whole site file. Paths to other files are relative to the site file."""
+
+    site: SiteInfo
+    standards_dir: str | None = Field(default=None, description="folder of extra climate profiles")
+    device_profiles_dir: str | None = Field(default=None, description="folder of extra device profiles")
+    rules: str | None = None
+    contacts: str | None = None
+    buildings: list[Building] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorRef:
+    """A sensor with everything needed to tag its readings, resolved from the site tree."""
+
+    site: str
+    building: str
+    room: str
+    storage_class: str
+    device: str
+    sensor: str
+    kind: SensorKind
+    spec: SensorSpec
+
+    def reading(
+        self, value: float, ts_ns: int, *, raw: str | None = None, drill_id: str | None = None
+    ) -> Reading:
+        return Reading(
+            site=self.site,
+            building=self.building,
+            room=self.room,
+            device=self.device,
+            sensor=self.sensor,
+            kind=self.kind,
+            storage_class=self.storage_class,
+            value=value,
+            ts_ns=ts_ns,
+            drill_id=drill_id,
+            raw=raw,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePlacement:
+    """A device with the building and room it sits in."""
+
+    building: Building
+    room: Room | None  # None: a building's outdoor device
+    device: ModbusTcpDevice | MqttDevice
+
+    @property
+    def room_id(self) -> str:
+        return self.room.id if self.room else OUTDOOR_ROOM
+
+    @property
+    def storage_class(self) -> str:
+        return self.room.storage_class if self.room else OUTDOOR_CLASS
+
+
+class Site:
+    """A validated site: the parsed file plus the profile libraries it refers to."""
+
+    def __init__(
+        self,
+        path: Path,
+        model: SiteFile,
+        standards: StandardsLibrary,
+        profiles: ProfileLibrary,
+    ) -> None:
+        self.path = path
+        self.model = model
+        self.standards = standards
+        self.profiles = profiles
+        self._refs: dict[str, SensorRef] = {}
+        for placement in self.placements():
+            for spec in placement.device.sensors:
+                self._refs[spec.id] = self._resolve(placement, spec)
+
+    @property
+    def id(self) -> str:
+        return self.model.site.id
+
+    def relative(self, name: str) -> Path:
+        return (self.path.parent / name).resolve()
+
+    def placements(self) -> Iterator[DevicePlacement]:
+        for b in self.model.buildings:
+            for d in b.outdoor:
+                yield DevicePlacement(b, None, d)
+            for r in b.rooms:
+                for d in r.devices:
+                    yield DevicePlacement(b, r, d)
+
+    def rooms(self) -> Iterator[tuple[Building, Room]]:
+        for b in self.model.buildings:
+            for r in b.rooms:
+                yield b, r
+
+    def _resolve(self, placement: DevicePlacement, spec: SensorSpec) -> SensorRef:
+        kind = spec.kind
+        dev = placement.device
+        if kind is None and isinstance(dev, ModbusTcpDevice) and spec.point:
+            kind = self.profiles.get(dev.profile).points[spec.point].kind
+        assert kind is not None
+        return SensorRef(
+            site=self.id,
+            building=placement.building.id,
+            room=placement.room_id,
+            storage_class=placement.storage_class,
+            device=dev.id,
+            sensor=spec.id,
+            kind=kind,
+            spec=spec,
+        )
+
+    def sensor(self, sensor_id: str) -> SensorRef:
+        return self._refs[sensor_id]
+
+    def sensors(self) -> list[SensorRef]:
+        return list(self._refs.values())
+
+    def device_sensors(self, device_id: str) -> list[SensorRef]:
+        return [r for r in self._refs.values() if r.device == device_id]
+
+
+def _cross_check(
+    model: SiteFile, standards: StandardsLibrary, profiles: ProfileLibrary
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """Problems no single field can see: references and duplicate ids."""
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    seen_devices: dict[str, tuple[int | str, ...]] = {}
+    seen_sensors: dict[str, tuple[int | str, ...]] = {}
+    seen_topics: dict[tuple[str, str | None], str] = {}
+    for bi, b in enumerate(model.buildings):
+        if sum(1 for x in model.buildings if x.id == b.id) > 1:
+            problems.append((("buildings", bi, "id"), f"duplicate building id '{b.id}'"))
+        groups: list[tuple[tuple[int | str, ...], list[ModbusTcpDevice | MqttDevice]]] = [
+            (("buildings", bi, "outdoor"), list(b.outdoor))
+        ]
+        for ri, r in enumerate(b.rooms):
+            loc_r: tuple[int | str, ...] = ("buildings", bi, "rooms", ri)
+            if sum(1 for x in b.rooms if x.id == r.id) > 1:
+                problems.append(((*loc_r, "id"), f"duplicate room id '{r.id}'"))
+            if r.storage_class not in standards:
+                known = ", ".join(sorted(standards.profiles))
+                problems.append(
+                    ((*loc_r, "storage_class"), f"unknown storage class '{r.storage_class}' (known: {known})")
+                )
+            groups.append(((*loc_r, "devices"), list(r.devices)))
+        for loc_g, devices in groups:
+            for di, d in enumerate(devices):
+                loc_d = (*loc_g, di)
+                if d.id in seen_devices:
+                    problems.append(((*loc_d, "id"), f"duplicate device id '{d.id}'"))
+                seen_devices[d.id] = loc_d
+                if isinstance(d, ModbusTcpDevice) and d.profile not in profiles:
+                    known = ", ".join(sorted(profiles.profiles))
+                    problems.append(
+                        ((*loc_d, "profile"), f"unknown device profile '{d.profile}' (known: {known})")
+                    )
+                for si, s in enumerate(d.sensors):
+                    loc_s = (*loc_d, "sensors", si)
+                    if s.id in seen_sensors:
+                        problems.append(((*loc_s, "id"), f"duplicate sensor id '{s.id}'"))
+                    seen_sensors[s.id] = loc_s
+                    if isinstance(d, ModbusTcpDevice) and d.profile in profiles:
+                        prof = profiles.get(d.profile)
+                        if s.point not in prof.points:
+                            problems.append(
+                                (
+                                    (*loc_s, "point"),
+                                    f"profile '{d.profile}' has no point '{s.point}' "
+                                    f"(points: {', '.join(prof.points)})",
+                                )
+                            )
+                        elif s.kind is not None and s.kind != prof.points[s.point].kind:
+                            problems.append(
+                                (
+                                    (*loc_s, "kind"),
+                                    f"kind '{s.kind}' contradicts the profile point's kind "
+                                    f"'{prof.points[s.point].kind}'",
+                                )
+                            )
+                    if isinstance(d, MqttDevice):
+                        key = (d.sensor_topic(s), s.json_path)
+                        if key in seen_topics:
+                            problems.append(
+                                (
+                                    (*loc_s,),
+                                    f"sensors '{seen_topics[key]}' and '{s.id}' read the same "
+                                    f"topic and JSON path",
+                                )
+                            )
+                        seen_topics[key] = s.id
+    return problems
+
+
+def load_site(path: Path) -> Site:
+    """Load and fully validate a site file; raise ConfigError listing every problem."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    if data is None:
+        raise ConfigError(path, [f"{path}: file is empty"])
+    try:
+        model = SiteFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, validation_problems(path, exc, lines)) from exc
+    base = path.parent
+    try:
+        standards = StandardsLibrary.load(
+            [base / model.standards_dir] if model.standards_dir else None
+        )
+        profiles = ProfileLibrary.load(
+            [base / model.device_profiles_dir] if model.device_profiles_dir else None
+        )
+    except ConfigError as exc:
+        raise ConfigError(path, exc.problems) from exc
+    problems = _cross_check(model, standards, profiles)
+    for ref_field in ("rules", "contacts"):
+        name = getattr(model, ref_field)
+        if name and not (base / name).is_file():
+            problems.append(((ref_field,), f"file '{name}' not found next to the site file"))
+    if problems:
+        out = []
+        for loc, msg in problems:
+            parts = tuple(str(p) for p in loc)
+            line = next((lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None)
+            out.append(f"{path}:{line}: {format_loc(loc)}: {msg}" if line else f"{path}: {msg}")
+        raise ConfigError(path, out)
+    return Site(path, model, standards, profiles)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# archwatch's one test command. Works alone on a fresh machine of this kind:
+#   - installs what is missing: Mosquitto, socat, PostgreSQL (Debian packages), the Python
+#     package with its test extras;
+#   - builds InfluxDB OSS 1.8.10 once with `go install` into a cache outside the clone;
+#   - runs ruff, mypy, check-config on every example, then pytest. The tests start the real
+#     servers themselves on free loopback ports (tests/servers.py) and fail if one cannot.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -k spool`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} from Debian's packages"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts the packaged services; the tests run their own instances.
+$SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/archwatch/influxd-1.8.10"
+if [ ! -x "$CACHE/bin/influxd" ]; then
+  echo "== building InfluxDB OSS 1.8.10 (once; cached in $CACHE)"
+  mkdir -p "$CACHE"
+  (cd /tmp && GOBIN="$CACHE/bin" GOFLAGS=-mod=mod go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)
+fi
+export ARCHWATCH_INFLUXD="$CACHE/bin/influxd"
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import gateway, pytest, hypothesis, psycopg" >/dev/null 2>&1 \
+   || ! command -v archwatch >/dev/null 2>&1; then
+  echo "== installing archwatch with its test extras"
+  "$PY" -m pip install -q -e ".[test]"
+fi
+
+echo "== ruff"
+"$PY" -m ruff check .
+"$PY" -m ruff format --check .
+echo "== mypy"
+"$PY" -m mypy
+echo "== check-config on every example site"
+for f in examples/*site*.yaml; do archwatch check-config "$f" >/dev/null; done
+
+echo "== pytest"
+"$PY" -m pytest "$@"

@@ -1,0 +1,71 @@
+"""Shared fixtures. Real servers are session-scoped; tests that stop one restart it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import InfluxServer, MosquittoServer, PostgresServer
+
+
+@pytest.fixture(scope="session")
+def server_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="archwatch-servers-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def influx_server(server_root: Path) -> Iterator[InfluxServer]:
+    server = InfluxServer(server_root / "influx")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx(influx_server: InfluxServer) -> InfluxServer:
+    """The real InfluxDB, running, with an empty ``archwatch`` database."""
+    influx_server.start()  # a previous test may have stopped it
+    influx_server.reset()
+    return influx_server
+
+
+@pytest.fixture(scope="session")
+def mosquitto_server(server_root: Path) -> Iterator[MosquittoServer]:
+    server = MosquittoServer(server_root / "mosquitto")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_server: MosquittoServer) -> MosquittoServer:
+    mosquitto_server.start()
+    return mosquitto_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(server_root: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(server_root / "postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database for one test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return postgres_server.create_database(name)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "archwatch-data"
+    d.mkdir()
+    return d
