@@ -40,3 +40,22 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1e9)
         self._mono += seconds
+
+
+class ScaledClock:
+    """Wall time running ``factor`` times faster than real time from ``start_ns``.
+
+    Lets a test or the demo produce an hour of timestamps in seconds while the collectors
+    keep their ordinary asyncio scheduling.
+    """
+
+    def __init__(self, factor: float, start_ns: int | None = None) -> None:
+        self.factor = factor
+        self._t0 = time.monotonic()
+        self._start_ns = time.time_ns() if start_ns is None else start_ns
+
+    def now_ns(self) -> int:
+        return self._start_ns + int((time.monotonic() - self._t0) * self.factor * 1e9)
+
+    def monotonic(self) -> float:
+        return time.monotonic()

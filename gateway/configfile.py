@@ -80,12 +80,28 @@ def _line_for(loc: tuple[int | str, ...], lines: dict[tuple[str, ...], int]) -> 
     return lines.get(())
 
 
+def _clean_loc(
+    loc: tuple[int | str, ...], lines: dict[tuple[str, ...], int]
+) -> tuple[int | str, ...]:
+    """Drop the parts pydantic adds that are not in the file (a tagged union's tag)."""
+    out: list[int | str] = []
+    for i, part in enumerate(loc):
+        here = tuple(str(x) for x in (*out, part))
+        if isinstance(part, str) and here not in lines and i + 1 < len(loc):
+            skipped = tuple(str(x) for x in (*out, loc[i + 1]))
+            if skipped in lines:
+                continue
+        out.append(part)
+    return tuple(out)
+
+
 def validation_problems(
     path: Path | str, exc: ValidationError, lines: dict[tuple[str, ...], int]
 ) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = _clean_loc(loc, lines)
         line = _line_for(loc, lines)
         where = f"{path}:{line}" if line else str(path)
         msg = err["msg"]

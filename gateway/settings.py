@@ -14,7 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from gateway.configfile import ConfigError, read_yaml, validation_problems
 
@@ -46,9 +51,7 @@ def redact_url(url: str) -> str:
         return "***"
     if parts.password is None and parts.username is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # keep host:port as written, even if invalid
     user = parts.username or ""
     netloc = f"{user}:***@{host}" if parts.password is not None else f"***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
@@ -145,7 +148,9 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     env_only = Settings.model_validate({}) if not given else None
-    data_dir = Path(given.get("data_dir") or (env_only.data_dir if env_only else Settings().data_dir))
+    data_dir = Path(
+        given.get("data_dir") or (env_only.data_dir if env_only else Settings().data_dir)
+    )
     path = settings_file or (data_dir / SETTINGS_FILE_NAME)
     file_values: dict[str, Any] = {}
     if settings_file is not None or path.is_file():
@@ -160,10 +165,15 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
 
     class _WithFile(Settings):
         @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def, override]
-            def file_source() -> dict[str, Any]:
-                return file_values
-
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            file_source = InitSettingsSource(settings_cls, init_kwargs=file_values)
             return (init_settings, env_settings, file_source)
 
     try:

@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collectors.modbus_profile import ProfileLibrary
 from gateway.configfile import ConfigError, format_loc, read_yaml, validation_problems
@@ -137,7 +145,9 @@ class Room(_Strict):
     @model_validator(mode="after")
     def _not_reserved(self) -> Room:
         if self.id == OUTDOOR_ROOM:
-            raise ValueError(f"room id '{OUTDOOR_ROOM}' is reserved for a building's outdoor sensors")
+            raise ValueError(
+                f"room id '{OUTDOOR_ROOM}' is reserved for a building's outdoor sensors"
+            )
         return self
 
 
@@ -153,13 +163,24 @@ class SiteInfo(_Strict):
     name: str = ""
     timezone: str = "Asia/Shanghai"
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone '{value}' (use an IANA name)") from exc
+        return value
+
 
 class SiteFile(_Strict):
     """The whole site file. Paths to other files are relative to the site file."""
 
     site: SiteInfo
     standards_dir: str | None = Field(default=None, description="folder of extra climate profiles")
-    device_profiles_dir: str | None = Field(default=None, description="folder of extra device profiles")
+    device_profiles_dir: str | None = Field(
+        default=None, description="folder of extra device profiles"
+    )
     rules: str | None = None
     contacts: str | None = None
     buildings: list[Building] = Field(min_length=1)
@@ -300,7 +321,10 @@ def _cross_check(
             if r.storage_class not in standards:
                 known = ", ".join(sorted(standards.profiles))
                 problems.append(
-                    ((*loc_r, "storage_class"), f"unknown storage class '{r.storage_class}' (known: {known})")
+                    (
+                        (*loc_r, "storage_class"),
+                        f"unknown storage class '{r.storage_class}' (known: {known})",
+                    )
                 )
             groups.append(((*loc_r, "devices"), list(r.devices)))
         for loc_g, devices in groups:
@@ -312,7 +336,10 @@ def _cross_check(
                 if isinstance(d, ModbusTcpDevice) and d.profile not in profiles:
                     known = ", ".join(sorted(profiles.profiles))
                     problems.append(
-                        ((*loc_d, "profile"), f"unknown device profile '{d.profile}' (known: {known})")
+                        (
+                            (*loc_d, "profile"),
+                            f"unknown device profile '{d.profile}' (known: {known})",
+                        )
                     )
                 for si, s in enumerate(d.sensors):
                     loc_s = (*loc_d, "sensors", si)
@@ -380,7 +407,9 @@ def load_site(path: Path) -> Site:
         out = []
         for loc, msg in problems:
             parts = tuple(str(p) for p in loc)
-            line = next((lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None)
+            line = next(
+                (lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None
+            )
             out.append(f"{path}:{line}: {format_loc(loc)}: {msg}" if line else f"{path}: {msg}")
         raise ConfigError(path, out)
     return Site(path, model, standards, profiles)

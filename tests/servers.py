@@ -24,9 +24,13 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-INFLUXD_CACHE = Path(
-    os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
-) / "archwatch" / "influxd-1.8.10" / "bin" / "influxd"
+INFLUXD_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")))
+    / "archwatch"
+    / "influxd-1.8.10"
+    / "bin"
+    / "influxd"
+)
 
 
 class ServerStartError(RuntimeError):
@@ -39,12 +43,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise ServerStartError(f"process exited with {proc.returncode} before port {port} opened")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            raise ServerStartError(
+                f"process exited with {proc.returncode} before port {port} opened"
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
             return
         time.sleep(0.1)
     raise ServerStartError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
@@ -114,7 +125,8 @@ class InfluxServer(_Process):
         )
         if not self.binary:
             raise ServerStartError(
-                "influxd 1.8.10 not found: run scripts/test.sh (it builds it) or set ARCHWATCH_INFLUXD"
+                "influxd 1.8.10 not found: run scripts/test.sh (it builds it) "
+                "or set ARCHWATCH_INFLUXD"
             )
         self.port = free_port()
         self.rpc_port = free_port()
@@ -155,7 +167,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         deadline = time.monotonic() + 30
         while True:
             try:
-                r = httpx.post(f"{self.url}/query", params={"q": f"CREATE DATABASE {self.database}"})
+                r = httpx.post(
+                    f"{self.url}/query", params={"q": f"CREATE DATABASE {self.database}"}
+                )
                 if r.status_code == 200:
                     return
             except httpx.HTTPError:
@@ -165,15 +179,21 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             time.sleep(0.2)
 
     def query(self, q: str, db: str | None = None) -> dict[str, object]:
-        r = httpx.get(f"{self.url}/query", params={"db": db or self.database, "q": q, "epoch": "ns"})
+        r = httpx.get(
+            f"{self.url}/query", params={"db": db or self.database, "q": q, "epoch": "ns"}
+        )
         r.raise_for_status()
         result: dict[str, object] = r.json()
         return result
 
     def reset(self) -> None:
         """Empty the test database between tests."""
-        httpx.post(f"{self.url}/query", params={"q": f"DROP DATABASE {self.database}"}).raise_for_status()
-        httpx.post(f"{self.url}/query", params={"q": f"CREATE DATABASE {self.database}"}).raise_for_status()
+        httpx.post(
+            f"{self.url}/query", params={"q": f"DROP DATABASE {self.database}"}
+        ).raise_for_status()
+        httpx.post(
+            f"{self.url}/query", params={"q": f"CREATE DATABASE {self.database}"}
+        ).raise_for_status()
 
 
 class MosquittoServer(_Process):
@@ -183,8 +203,10 @@ class MosquittoServer(_Process):
 
     def __init__(self, workdir: Path, extra_config: str = "") -> None:
         super().__init__(workdir)
-        self.binary = os.environ.get("ARCHWATCH_MOSQUITTO") or shutil.which("mosquitto") or (
-            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        self.binary = (
+            os.environ.get("ARCHWATCH_MOSQUITTO")
+            or shutil.which("mosquitto")
+            or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         )
         if not self.binary:
             raise ServerStartError("mosquitto not found: run scripts/test.sh (it installs it)")
@@ -251,8 +273,17 @@ class PostgresServer(_Process):
             shutil.chown(workdir, "postgres")
             shutil.chown(self.sockdir, "postgres")
             workdir.chmod(0o755)
-        initdb = [str(self.bindir / "initdb"), "-D", str(self.pgdata), "-U", "archwatch",
-                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]
+        initdb = [
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.pgdata),
+            "-U",
+            "archwatch",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]
         r = subprocess.run(self._as_user(initdb), capture_output=True, text=True, check=False)
         if r.returncode != 0:
             raise ServerStartError(f"initdb failed: {r.stderr[-2000:]}")
@@ -266,8 +297,19 @@ class PostgresServer(_Process):
 
     def command(self) -> list[str]:
         return self._as_user(
-            [str(self.bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-k", str(self.sockdir), "-c", "fsync=off"]
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-k",
+                str(self.sockdir),
+                "-c",
+                "fsync=off",
+            ]
         )
 
     def ready_port(self) -> int:
@@ -279,7 +321,9 @@ class PostgresServer(_Process):
         deadline = time.monotonic() + 30
         while True:
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=archwatch dbname=postgres"):
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=archwatch dbname=postgres"
+                ):
                     return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

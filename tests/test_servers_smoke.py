@@ -21,5 +21,7 @@ def test_mosquitto_accepts_a_connection(mosquitto: MosquittoServer) -> None:
 
 
 def test_postgres_accepts_a_connection(postgres_server: PostgresServer) -> None:
-    with psycopg.connect(f"host=127.0.0.1 port={postgres_server.port} user=archwatch dbname=postgres") as conn:
+    with psycopg.connect(
+        f"host=127.0.0.1 port={postgres_server.port} user=archwatch dbname=postgres"
+    ) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

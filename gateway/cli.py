@@ -1,0 +1,228 @@
+"""The ``archwatch`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from gateway import __version__
+from gateway.configfile import ConfigError, load_model, read_yaml
+from gateway.logs import setup_logging
+from gateway.settings import Settings, load_settings
+
+DATA_DIR_HELP = (
+    "Folder for the spool, embedded store, state database and key (env ARCHWATCH_DATA_DIR)."
+)
+
+
+def _settings(data_dir: Path | None, settings_file: Path | None, **extra: Any) -> Settings:
+    try:
+        return load_settings(settings_file, data_dir=data_dir, **extra)
+    except ConfigError as exc:
+        _fail(exc)
+
+
+def _fail(exc: ConfigError) -> NoReturn:
+    for line in exc.problems:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1)
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help=DATA_DIR_HELP
+)
+settings_option = click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Settings file (YAML); default: archwatch.yaml in the data directory if present.",
+)
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="archwatch")
+def main() -> None:
+    """archwatch: monitoring and security for archive repository buildings (档案馆库房)."""
+
+
+def _summarise_site(path: Path) -> list[str]:
+    from gateway.site import ModbusTcpDevice, load_site
+
+    site = load_site(path)
+    lines = [f"site {site.id} ({site.model.site.name}), timezone {site.model.site.timezone}"]
+    today = date.today()
+    for building in site.model.buildings:
+        lines.append(f"  building {building.id} ({building.name})")
+        for dev in building.outdoor:
+            lines.append(
+                f"    outdoor device {dev.id} [{dev.protocol}] {len(dev.sensors)} sensor(s)"
+            )
+        for room in building.rooms:
+            prof = site.standards.get(room.storage_class)
+            lines.append(
+                f"    room {room.id} ({room.name}) class {room.storage_class}: "
+                f"{prof.temperature.min:g}-{prof.temperature.max:g} °C, "
+                f"{prof.humidity.min:g}-{prof.humidity.max:g} %RH, 24 h swing ≤ "
+                f"{prof.fluctuation.allowed_span('temperature'):g} °C / "
+                f"{prof.fluctuation.allowed_span('humidity'):g} %RH ({prof.fluctuation.mode})"
+            )
+            for dev in room.devices:
+                where = (
+                    f"{dev.host}:{dev.port} unit {dev.unit_id} profile {dev.profile}"
+                    if isinstance(dev, ModbusTcpDevice)
+                    else f"topic {dev.topic or '(per sensor)'}"
+                )
+                lines.append(f"      device {dev.id} [{dev.protocol}] {where}")
+                for s in dev.sensors:
+                    ref = site.sensor(s.id)
+                    cal = ""
+                    if s.calibration:
+                        due = s.calibration.due
+                        cal = f", calibration due {due}" + (" (OVERDUE)" if due < today else "")
+                    lines.append(f"        sensor {s.id} {ref.kind}{cal}")
+    n_dev = sum(1 for _ in site.placements())
+    lines.append(f"ok: {n_dev} devices, {len(site.sensors())} sensors")
+    return lines
+
+
+@main.command("check-config")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+def check_config(files: tuple[Path, ...]) -> None:
+    """Validate site files, device profiles or standards profiles; print a summary.
+
+    Exits 1 with file, line and field of every problem.
+    """
+    from collectors.modbus_profile import DeviceProfile
+    from gateway.standards import StandardsProfile
+
+    failed = False
+    for path in files:
+        try:
+            data, _ = read_yaml(path)
+            if isinstance(data, dict) and "points" in data:
+                profile = load_model(path, DeviceProfile)
+                click.echo(f"{path}: device profile {profile.id}: {len(profile.points)} points")
+            elif isinstance(data, dict) and "fluctuation" in data:
+                std = load_model(path, StandardsProfile)
+                click.echo(f"{path}: standards profile {std.id}")
+            else:
+                click.echo(f"{path}:")
+                for line in _summarise_site(path):
+                    click.echo(f"  {line}")
+        except ConfigError as exc:
+            failed = True
+            for line in exc.problems:
+                click.echo(f"error: {line}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("site_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@data_dir_option
+@settings_option
+@log_level_option
+def run(site_file: Path, data_dir: Path | None, settings_file: Path | None, log_level: str) -> None:
+    """Run the gateway for SITE_FILE until interrupted."""
+    from gateway.app import Gateway
+    from gateway.site import load_site
+
+    setup_logging(log_level)
+    settings = _settings(data_dir, settings_file)
+    try:
+        settings.check_secrets()
+        site = load_site(site_file)
+    except ConfigError as exc:
+        _fail(exc)
+
+    async def _main() -> None:
+        gateway = Gateway(settings, site)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await gateway.run_forever()
+
+    asyncio.run(_main())
+
+
+@main.command()
+@click.option(
+    "--for",
+    "duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Stop after this many seconds and print a JSON summary (default: until Ctrl-C).",
+)
+@click.option(
+    "--site",
+    "site_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Site file to simulate (default: the shipped demo building).",
+)
+@click.option("--broker-url", default=None, help="Use this MQTT broker instead of an embedded one.")
+@data_dir_option
+@settings_option
+@log_level_option
+def demo(
+    duration: float | None,
+    site_file: Path | None,
+    broker_url: str | None,
+    data_dir: Path | None,
+    settings_file: Path | None,
+    log_level: str,
+) -> None:
+    """Simulate the demo building on loopback and run the whole gateway against it."""
+    from gateway.demo import run_demo
+
+    setup_logging("WARNING" if log_level.upper() == "INFO" else log_level)
+    settings = _settings(data_dir, settings_file, broker_url=broker_url, demo=True)
+    try:
+        summary = asyncio.run(run_demo(settings, site_file=site_file, duration=duration))
+    except ConfigError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        return
+    click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@data_dir_option
+@settings_option
+def audit_verify(data_dir: Path | None, settings_file: Path | None) -> None:
+    """Recompute the audit chain; exit 0 if intact, 1 naming the first bad entry."""
+    from gateway import audit as audit_log
+    from gateway.datadir import DataDir
+    from gateway.statedb import StateDB
+
+    settings = _settings(data_dir, settings_file)
+    db = StateDB(DataDir(settings.data_dir).ensure().state_db_url(settings.state_db_url))
+    db.migrate()
+    result = audit_log.verify(db)
+    if result.ok:
+        click.echo(f"audit log intact: {result.entries} entries")
+        sys.exit(0)
+    click.echo(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", err=True)
+    sys.exit(1)

@@ -1,0 +1,38 @@
+"""Time buckets of ``Store.series``, shared so every back end returns the same shape.
+
+InfluxQL's ``GROUP BY time(step)`` aligns buckets to the epoch and, for ``time >= start AND
+time < end``, returns every bucket from the one holding ``start`` to the one holding
+``end - 1ns``. The embedded store reproduces that here instead of relying on SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.store.base import SeriesPoint
+
+# A week of one-second buckets; beyond that the caller asked for something it cannot draw.
+MAX_BUCKETS = 604_800
+
+
+def bucket_starts(start_ns: int, end_ns: int, step_s: int) -> list[int]:
+    """Epoch-aligned bucket starts covering [start_ns, end_ns); empty when end <= start."""
+    if step_s < 1:
+        raise ValueError(f"step must be at least 1 s, got {step_s}")
+    if end_ns <= start_ns:
+        return []
+    step_ns = step_s * 1_000_000_000
+    # Python's % floors, so pre-1970 timestamps land in the right bucket too.
+    first = start_ns - start_ns % step_ns
+    last = (end_ns - 1) - (end_ns - 1) % step_ns
+    count = (last - first) // step_ns + 1
+    if count > MAX_BUCKETS:
+        raise ValueError(f"{count} buckets requested; at most {MAX_BUCKETS} (use a larger step)")
+    return list(range(first, last + 1, step_ns))
+
+
+def fill_buckets(
+    start_ns: int, end_ns: int, step_s: int, values: Mapping[int, float | None]
+) -> list[SeriesPoint]:
+    """One point per bucket, ``None`` where ``values`` has nothing for the bucket."""
+    return [SeriesPoint(ts, values.get(ts)) for ts in bucket_starts(start_ns, end_ns, step_s)]

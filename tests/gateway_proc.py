@@ -1,0 +1,58 @@
+"""Runs a gateway in a child process for the crash tests (``python -m tests.gateway_proc``).
+
+The production entry point is ``archwatch run``; this runner adds the two knobs only a test
+may turn: acknowledging MQTT messages on receipt (the negative control that must show loss)
+and a slow spool commit (to widen the window a crash can fall into, equally for both runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.app import Gateway
+from gateway.logs import setup_logging
+from gateway.reading import Reading
+from gateway.settings import load_settings
+from gateway.site import load_site
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("site", type=Path)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--ack-on-receipt", action="store_true")
+    parser.add_argument("--spool-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    settings = load_settings(data_dir=args.data_dir)
+    site = load_site(args.site)
+
+    async def run() -> None:
+        gateway = Gateway(settings, site)
+        for collector in gateway.collectors:
+            if hasattr(collector, "ack_on_receipt"):
+                collector.ack_on_receipt = args.ack_on_receipt
+        if args.spool_delay:
+            append = gateway.spool.append
+
+            async def slow_append(readings: Sequence[Reading]) -> tuple[int, int]:
+                await asyncio.sleep(args.spool_delay)
+                return await append(readings)
+
+            gateway.spool.append = slow_append  # type: ignore[method-assign]
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await gateway.run_forever()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
