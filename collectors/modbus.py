@@ -68,10 +68,9 @@ _CONNECT_SETTLE = 0.1
 class PollError(Exception):
     """One poll (or probe request) failed; the message is what ``last_error`` shows."""
 
-    def __init__(self, message: str, *, reconnect: bool = False, silent: bool = False) -> None:
+    def __init__(self, message: str, *, reconnect: bool = False) -> None:
         super().__init__(message)
-        self.reconnect = reconnect  # the connection is unusable: close it
-        self.silent = silent  # nothing answered (timeout), as opposed to a refusal
+        self.reconnect = reconnect  # the connection is unusable: close it and reopen
 
 
 class ProbeError(Exception):
@@ -82,7 +81,7 @@ def _reraise_if_cancelled(exc: BaseException) -> None:
     # pymodbus turns a CancelledError inside a request into ModbusIOException ("Request
     # cancelled outside pymodbus"); if *our* task is being cancelled, cancellation wins.
     task = asyncio.current_task()
-    if False:
+    if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
 
 
@@ -222,9 +221,8 @@ class _Endpoint:
             raise PollError(
                 f"{what}: no response within {attempt_s:g} s × {retries + 1}; reconnecting",
                 reconnect=True,
-                silent=True,
             )
-        raise PollError(f"{what}: no response within {attempt_s:g} s × {retries + 1}", silent=True)
+        raise PollError(f"{what}: no response within {attempt_s:g} s × {retries + 1}")
 
 
 @dataclass
@@ -238,7 +236,7 @@ class _Unit:
     plan: list[ReadRequest]
     sensors: list[SensorRef]
     status: DeviceStatus
-    online: bool | None = None  # None: not yet known (no poll succeeded or went offline)
+    online: bool | None = None  # None: not known yet (no success, not yet offline_after misses)
     faulted: set[str] = field(default_factory=set)
     sink_failing: bool = False
     crashed: bool = False

@@ -88,6 +88,17 @@ LEGALITY: dict[DataType, Legality] = {
 }
 
 
+# The raw values each type can hold: fault codes are compared with these, before scaling.
+RAW_RANGES: dict[DataType, tuple[int, int]] = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.FLOAT32: (-(2**31), 2**31 - 1),  # a float fault code is written as an integer
+    DataType.BOOL: (0, 1),
+}
+
+
 class Point(BaseModel):
     """One value in a device's register map."""
 
@@ -130,6 +141,14 @@ class Point(BaseModel):
             raise ValueError("bit is only legal on a bool point read from a register")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
+        lo, hi = RAW_RANGES[self.data_type]
+        impossible = [c for c in self.fault_codes if not lo <= c <= hi]
+        if impossible:
+            # A code the type cannot hold would silently never match: refuse it.
+            raise ValueError(
+                f"fault_codes {impossible} cannot occur in a {self.data_type} "
+                f"(raw range {lo}..{hi})"
+            )
         return self
 
     @property

@@ -14,15 +14,15 @@ import math
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.server import ModbusTcpServer
 
-from collectors.modbus_profile import ByteOrder, DataType, DeviceProfile, Point, RegisterType
+from collectors.modbus_decode import encode_point
+from collectors.modbus_profile import DeviceProfile, RegisterType
 from gateway.clock import Clock
 from gateway.reading import SensorKind
 from gateway.site import MqttDevice, SensorRef, Site
@@ -73,30 +73,6 @@ class RoomClimate:
         temp += self._rng.gauss(0, self.noise)
         rh += self._rng.gauss(0, self.noise * 4)
         return round(temp, 1), round(min(max(rh, 0.0), 100.0), 1)
-
-
-def encode_point(point: Point, value: float) -> list[int]:
-    """Registers (or one bit as 0/1) a device of this profile would serve for ``value``."""
-    if point.data_type is DataType.BOOL:
-        active = bool(value) != point.invert
-        return [1 if active else 0]
-    raw = (value - point.offset) / point.scale
-    dtype = {
-        DataType.INT16: AsyncModbusTcpClient.DATATYPE.INT16,
-        DataType.UINT16: AsyncModbusTcpClient.DATATYPE.UINT16,
-        DataType.INT32: AsyncModbusTcpClient.DATATYPE.INT32,
-        DataType.UINT32: AsyncModbusTcpClient.DATATYPE.UINT32,
-        DataType.FLOAT32: AsyncModbusTcpClient.DATATYPE.FLOAT32,
-    }[point.data_type]
-    number: int | float = raw if point.data_type is DataType.FLOAT32 else round(raw)
-    order = point.byte_order or ByteOrder.AB
-    word_order: Literal["big", "little"] = (
-        "little" if order in (ByteOrder.CDAB, ByteOrder.DCBA) else "big"
-    )
-    words = AsyncModbusTcpClient.convert_to_registers(number, dtype, word_order=word_order)
-    if order in (ByteOrder.BA, ByteOrder.BADC, ByteOrder.DCBA):
-        words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
-    return list(words)
 
 
 _FC = {
@@ -187,6 +163,7 @@ class MqttPublisher:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self._lock = threading.Lock()
         self._pending: dict[int, int] = {}
+        self._early: set[int] = set()
         self.acked_messages = 0
         self.acked_readings = 0
         self.client.on_publish = self._on_publish
@@ -194,9 +171,11 @@ class MqttPublisher:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._lock:
-            n = self._pending.pop(mid, 0)
             self.acked_messages += 1
-            self.acked_readings += n
+            if mid in self._pending:
+                self.acked_readings += self._pending.pop(mid)
+            else:  # acknowledged before publish() recorded it
+                self._early.add(mid)
 
     def start(self) -> None:
         self.client.connect(self.host, self.port, keepalive=30)
@@ -204,9 +183,15 @@ class MqttPublisher:
 
     def publish(self, topic: str, payload: dict[str, Any] | str, readings: int) -> None:
         body = payload if isinstance(payload, str) else json.dumps(payload)
+        # Never hold our lock while paho holds its own: its network thread calls
+        # _on_publish with paho's lock taken (a lock-order deadlock otherwise).
+        info = self.client.publish(topic, body, qos=1)
         with self._lock:
-            info = self.client.publish(topic, body, qos=1)
-            self._pending[info.mid] = readings
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                self.acked_readings += readings
+            else:
+                self._pending[info.mid] = readings
 
     @property
     def unacked(self) -> int:
