@@ -7,7 +7,9 @@ whether the gateway sent a reading more than once. The proxy can also refuse to 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +21,7 @@ import httpx
 class WriteRecord:
     lines: list[str]
     status: int
+    received_at: float  # time.monotonic() when the request arrived
 
 
 @dataclass
@@ -44,6 +47,7 @@ class RecordingProxy:
                 pass
 
             def _forward(self) -> None:
+                arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if proxy.fail_with is not None:
@@ -73,7 +77,9 @@ class RecordingProxy:
                     text = body.decode("utf-8")
                     with proxy._lock:
                         proxy.writes.append(
-                            WriteRecord([ln for ln in text.split("\n") if ln], r.status_code)
+                            WriteRecord(
+                                [ln for ln in text.split("\n") if ln], r.status_code, arrived
+                            )
                         )
                 self.send_response(r.status_code)
                 for k, v in r.headers.items():
@@ -86,7 +92,8 @@ class RecordingProxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(r.content)))
                 self.end_headers()
-                self.wfile.write(r.content)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(r.content)  # the client may have been killed meanwhile
 
             do_GET = do_POST = do_HEAD = _forward
 

@@ -110,9 +110,7 @@ async def test_a_simulated_hour_is_stored_with_right_tags_and_values(
             )
     try:
         # Let the Modbus side run for an hour of device time.
-        await wait_for(
-            lambda: _later_than(clock, t0_ns + HOUR_NS), what="an hour of device time"
-        )
+        await wait_for(lambda: _later_than(clock, t0_ns + HOUR_NS), what="an hour of device time")
         await wait_for(
             lambda: _mqtt_stored(gateway.store, start_ns, len(published)),
             what="every MQTT reading stored",
@@ -211,13 +209,15 @@ async def test_influxdb_outage_under_load_loses_nothing_and_keeps_time_order(
     # Time order: per sensor, the timestamps were sent in non-decreasing order.
     last: dict[str, int] = {}
     for line in proxy.accepted_lines():
-        sensor = next(p.split("=", 1)[1] for p in line.split(" ")[0].split(",") if p.startswith("sensor="))
+        tags = line.split(" ")[0].split(",")
+        sensor = next(p.split("=", 1)[1] for p in tags if p.startswith("sensor="))
         ts = int(line.rsplit(" ", 1)[1])
         assert ts >= last.get(sensor, 0), f"{sensor} sent out of time order"
         last[sensor] = ts
-    assert any(w.status != 204 for w in proxy.writes) or gateway.metrics.total(
-        "store_write_errors"
-    ) > 0, "the outage was not seen by the gateway"
+    assert (
+        any(w.status != 204 for w in proxy.writes)
+        or gateway.metrics.total("store_write_errors") > 0
+    ), "the outage was not seen by the gateway"
 
 
 async def _received(gateway: Gateway, n: int) -> bool:
