@@ -226,3 +226,7 @@ def audit_verify(data_dir: Path | None, settings_file: Path | None) -> None:
         sys.exit(0)
     click.echo(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", err=True)
     sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -44,8 +44,8 @@ echo "== ruff"
 "$PY" -m ruff format --check .
 echo "== mypy"
 "$PY" -m mypy
-echo "== check-config on every example site"
-for f in examples/*site*.yaml; do archwatch check-config "$f" >/dev/null; done
+echo "== check-config on every example site and shipped profile"
+archwatch check-config examples/*site*.yaml firmware_configs/*.yaml standards/*.yaml >/dev/null
 
 echo "== pytest"
 "$PY" -m pytest "$@"
