@@ -33,10 +33,13 @@ fi
 export ARCHWATCH_INFLUXD="$CACHE/bin/influxd"
 
 PY="${PYTHON:-python3}"
-if ! "$PY" -c "import gateway, pytest, hypothesis, psycopg" >/dev/null 2>&1 \
+# Install this checkout (editable) unless the installed archwatch already is this checkout:
+# another clone's editable install would otherwise be tested in its place.
+installed="$(cd / && "$PY" -c 'import gateway, os; print(os.path.dirname(os.path.dirname(os.path.realpath(gateway.__file__))))' 2>/dev/null || true)"
+if [ "$installed" != "$(pwd -P)" ] || ! "$PY" -c "import pytest, hypothesis, psycopg" >/dev/null 2>&1 \
    || ! command -v archwatch >/dev/null 2>&1; then
-  echo "== installing archwatch with its test extras"
-  "$PY" -m pip install -q -e ".[test]"
+  echo "== installing archwatch (this checkout) with its test extras"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
 
 echo "== ruff"
