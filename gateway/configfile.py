@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -120,3 +121,37 @@ def load_model(path: Path, model: type[M], context: dict[str, Any] | None = None
         return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(path, validation_problems(path, exc, lines)) from exc
+
+
+def load_directory(directories: list[Path], model: type[M], what: str) -> dict[str, M]:
+    """Every ``*.yaml`` in ``directories`` validated as ``model``, keyed by its ``id``.
+
+    The id must equal the file name (so a keeper finds a profile by its name); later folders
+    may add ids, and every problem of every file is reported at once.
+    """
+    found: dict[str, M] = {}
+    problems: list[str] = []
+    for directory in directories:
+        for path in sorted(directory.glob("*.yaml")):
+            try:
+                item = load_model(path, model)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            item_id = str(getattr(item, "id", ""))
+            if item_id != path.stem:
+                problems.append(f"{path}: id '{item_id}' must match the file name")
+                continue
+            found[item_id] = item
+    if problems:
+        raise ConfigError(what, problems)
+    return found
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else a ValueError saying so."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone '{value}' (use an IANA name)") from exc
+    return value

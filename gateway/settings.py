@@ -11,7 +11,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -21,7 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from gateway.configfile import ConfigError, read_yaml, validation_problems
+from gateway.configfile import ConfigError, check_timezone, read_yaml, validation_problems
 
 PLACEHOLDER_SECRETS = frozenset(
     {
@@ -83,14 +82,7 @@ class Settings(BaseSettings):
     dedup_window_hours: float = Field(default=48.0, gt=0)
     demo: bool = False
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone '{value}'") from exc
-        return value
+    _tz = field_validator("timezone")(check_timezone)
 
     @field_validator("broker_url", "influx_url")
     @classmethod

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -25,7 +24,13 @@ from pydantic import (
 )
 
 from collectors.modbus_profile import ProfileLibrary
-from gateway.configfile import ConfigError, format_loc, read_yaml, validation_problems
+from gateway.configfile import (
+    ConfigError,
+    check_timezone,
+    format_loc,
+    read_yaml,
+    validation_problems,
+)
 from gateway.reading import Reading, SensorKind
 from gateway.standards import ID_PATTERN, StandardsLibrary
 
@@ -69,26 +74,58 @@ class _DeviceBase(_Strict):
     offline_after: int = Field(default=3, ge=1, le=1000, description="missed polls/intervals")
 
 
-class ModbusTcpDevice(_DeviceBase):
-    """A Modbus TCP device (or a unit behind a Modbus TCP gateway), polled."""
+class ModbusDevice(_DeviceBase):
+    """What every polled Modbus device has, whatever carries its frames (TCP, RTU, RTU/TCP).
 
-    protocol: Literal["modbus_tcp"]
-    host: str
-    port: int = Field(default=502, ge=1, le=65535)
+    Devices on one line (one host:port, or one serial port) share one client and one lock;
+    ``frame_gap`` is extra silence kept between transactions on the line (pymodbus already
+    keeps RTU's 3.5 character times); ``busy_retries`` re-asks a unit that answered
+    exception 5/6 ("busy") after a short pause, inside its own timeout budget.
+    """
+
     unit_id: int = Field(default=1, ge=0, le=247)
     profile: Id
     poll_interval: float = Field(default=10.0, ge=0.05, le=86400)
     timeout: float = Field(default=2.0, gt=0, le=60)
     retries: int = Field(default=1, ge=0, le=10)
+    busy_retries: int = Field(default=2, ge=0, le=10)
+    frame_gap: float = Field(default=0.0, ge=0, le=5, description="seconds between frames")
 
     @model_validator(mode="after")
-    def _points_named(self) -> ModbusTcpDevice:
+    def _points_named(self) -> ModbusDevice:
         for s in self.sensors:
             if s.point is None:
                 raise ValueError(f"sensor '{s.id}': Modbus sensors need 'point' (a profile point)")
             if s.topic is not None or s.json_path is not None:
                 raise ValueError(f"sensor '{s.id}': topic/json_path are for MQTT devices")
         return self
+
+
+class ModbusTcpDevice(ModbusDevice):
+    """A Modbus TCP device (or a unit behind a Modbus TCP gateway), polled."""
+
+    protocol: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+
+
+class ModbusRtuDevice(ModbusDevice):
+    """A Modbus RTU unit on a local RS-485 serial line (``port: /dev/ttyUSB0``)."""
+
+    protocol: Literal["modbus_rtu"]
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class ModbusRtuTcpDevice(ModbusDevice):
+    """A Modbus RTU unit behind a transparent serial server: RTU frames over a TCP socket."""
+
+    protocol: Literal["modbus_rtu_tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
 
 
 class MqttDevice(_DeviceBase):
@@ -121,7 +158,10 @@ class MqttDevice(_DeviceBase):
         return topic
 
 
-Device = Annotated[ModbusTcpDevice | MqttDevice, Field(discriminator="protocol")]
+Device = Annotated[
+    ModbusTcpDevice | ModbusRtuDevice | ModbusRtuTcpDevice | MqttDevice,
+    Field(discriminator="protocol"),
+]
 
 
 class OpeningHours(_Strict):
@@ -163,14 +203,7 @@ class SiteInfo(_Strict):
     name: str = ""
     timezone: str = "Asia/Shanghai"
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone '{value}' (use an IANA name)") from exc
-        return value
+    _known_zone = field_validator("timezone")(check_timezone)
 
 
 class SiteFile(_Strict):
@@ -223,7 +256,7 @@ class DevicePlacement:
 
     building: Building
     room: Room | None  # None: a building's outdoor device
-    device: ModbusTcpDevice | MqttDevice
+    device: ModbusDevice | MqttDevice
 
     @property
     def room_id(self) -> str:
@@ -276,7 +309,7 @@ class Site:
     def _resolve(self, placement: DevicePlacement, spec: SensorSpec) -> SensorRef:
         kind = spec.kind
         dev = placement.device
-        if kind is None and isinstance(dev, ModbusTcpDevice) and spec.point:
+        if kind is None and isinstance(dev, ModbusDevice) and spec.point:
             kind = self.profiles.get(dev.profile).points[spec.point].kind
         assert kind is not None
         return SensorRef(
@@ -311,7 +344,7 @@ def _cross_check(
     for bi, b in enumerate(model.buildings):
         if sum(1 for x in model.buildings if x.id == b.id) > 1:
             problems.append((("buildings", bi, "id"), f"duplicate building id '{b.id}'"))
-        groups: list[tuple[tuple[int | str, ...], list[ModbusTcpDevice | MqttDevice]]] = [
+        groups: list[tuple[tuple[int | str, ...], list[ModbusDevice | MqttDevice]]] = [
             (("buildings", bi, "outdoor"), list(b.outdoor))
         ]
         for ri, r in enumerate(b.rooms):
@@ -333,7 +366,7 @@ def _cross_check(
                 if d.id in seen_devices:
                     problems.append(((*loc_d, "id"), f"duplicate device id '{d.id}'"))
                 seen_devices[d.id] = loc_d
-                if isinstance(d, ModbusTcpDevice) and d.profile not in profiles:
+                if isinstance(d, ModbusDevice) and d.profile not in profiles:
                     known = ", ".join(sorted(profiles.profiles))
                     problems.append(
                         (
@@ -346,7 +379,7 @@ def _cross_check(
                     if s.id in seen_sensors:
                         problems.append(((*loc_s, "id"), f"duplicate sensor id '{s.id}'"))
                     seen_sensors[s.id] = loc_s
-                    if isinstance(d, ModbusTcpDevice) and d.profile in profiles:
+                    if isinstance(d, ModbusDevice) and d.profile in profiles:
                         prof = profiles.get(d.profile)
                         if s.point not in prof.points:
                             problems.append(

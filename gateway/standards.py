@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.configfile import ConfigError, load_model
+from gateway.configfile import load_directory
 from gateway.resources import standards_dir
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -81,22 +81,8 @@ class StandardsLibrary:
 
     @classmethod
     def load(cls, extra_dirs: list[Path] | None = None) -> StandardsLibrary:
-        profiles: dict[str, StandardsProfile] = {}
-        problems: list[str] = []
-        for directory in [standards_dir(), *(extra_dirs or [])]:
-            for path in sorted(directory.glob("*.yaml")):
-                try:
-                    profile = load_model(path, StandardsProfile)
-                except ConfigError as exc:
-                    problems.extend(exc.problems)
-                    continue
-                if profile.id != path.stem:
-                    problems.append(f"{path}: id '{profile.id}' must match the file name")
-                    continue
-                profiles[profile.id] = profile
-        if problems:
-            raise ConfigError(str(extra_dirs or standards_dir()), problems)
-        return cls(profiles)
+        dirs = [standards_dir(), *(extra_dirs or [])]
+        return cls(load_directory(dirs, StandardsProfile, "standards profiles"))
 
     def get(self, profile_id: str) -> StandardsProfile:
         return self.profiles[profile_id]

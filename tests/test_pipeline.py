@@ -20,20 +20,10 @@ from gateway.pipeline import Pipeline
 from gateway.reading import Reading, SensorKind
 from gateway.spool import Spool
 from gateway.validation import RejectReason
+from tests.factories import S, make_reading
 
-S = 1_000_000_000
 LOGGER = "gateway.pipeline"
-BASE = Reading(
-    site="hq",
-    building="b1",
-    room="r101",
-    device="th-1",
-    sensor="t1",
-    kind=SensorKind.TEMPERATURE,
-    storage_class="paper",
-    value=20.0,
-    ts_ns=ManualClock().now_ns() - 60 * S,
-)
+BASE = make_reading(ts_ns=ManualClock().now_ns() - 60 * S)
 
 
 def series(n: int, *, sensor: str = "t1", start_ns: int = BASE.ts_ns) -> list[Reading]:

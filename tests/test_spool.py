@@ -21,19 +21,9 @@ from gateway.clock import ManualClock
 from gateway.datadir import DataDir
 from gateway.reading import Reading, SensorKind
 from gateway.spool import Spool
+from tests.factories import S, make_reading
 
-S = 1_000_000_000
-BASE = Reading(
-    site="hq",
-    building="b1",
-    room="r101",
-    device="th-1",
-    sensor="t1",
-    kind=SensorKind.TEMPERATURE,
-    storage_class="paper",
-    value=20.0,
-    ts_ns=1_767_225_600 * S,
-)
+BASE = make_reading(ts_ns=1_767_225_600 * S)
 
 
 def series(

@@ -16,20 +16,10 @@ from gateway.validation import (
     RejectReason,
     validate,
 )
+from tests.factories import S, make_reading
 
-S = 1_000_000_000
 NOW_NS = 1_767_225_600 * S
-BASE = Reading(
-    site="hq",
-    building="b1",
-    room="r101",
-    device="th-1",
-    sensor="t1",
-    kind=SensorKind.TEMPERATURE,
-    storage_class="paper",
-    value=20.0,
-    ts_ns=NOW_NS,
-)
+BASE = make_reading(ts_ns=NOW_NS)
 
 
 def reading(**changes: object) -> Reading:
