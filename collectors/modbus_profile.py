@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.configfile import ConfigError, load_model
+from gateway.configfile import load_directory
 from gateway.reading import SensorKind
 from gateway.resources import firmware_configs_dir
 
@@ -192,22 +192,8 @@ class ProfileLibrary:
 
     @classmethod
     def load(cls, extra_dirs: list[Path] | None = None) -> ProfileLibrary:
-        profiles: dict[str, DeviceProfile] = {}
-        problems: list[str] = []
-        for directory in [firmware_configs_dir(), *(extra_dirs or [])]:
-            for path in sorted(directory.glob("*.yaml")):
-                try:
-                    profile = load_model(path, DeviceProfile)
-                except ConfigError as exc:
-                    problems.extend(exc.problems)
-                    continue
-                if profile.id != path.stem:
-                    problems.append(f"{path}: id '{profile.id}' must match the file name")
-                    continue
-                profiles[profile.id] = profile
-        if problems:
-            raise ConfigError("device profiles", problems)
-        return cls(profiles)
+        dirs = [firmware_configs_dir(), *(extra_dirs or [])]
+        return cls(load_directory(dirs, DeviceProfile, "device profiles"))
 
     def get(self, profile_id: str) -> DeviceProfile:
         return self.profiles[profile_id]
