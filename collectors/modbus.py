@@ -1,33 +1,33 @@
-"""The Modbus TCP collector: polls each device on its own cadence and submits Readings.
+"""The Modbus collectors (TCP, RTU on a serial line, RTU over TCP) and ``probe``.
 
-Devices behind one (host, port) share one client connection and one asyncio lock: a Modbus
-TCP gateway multiplexes one RS-485 line, which carries one frame at a time. Every device has
-its own poll task, so a dead unit only ever delays the units on *its* line, and there only
-for its own ``timeout × (retries + 1)``: the first unanswered request ends that unit's poll
-(telegraf#11782 is the failure this avoids: one dead slave stalling a whole site).
-
-Timeouts and retries are ours, per unit, around each request; the shared pymodbus client is
-built with ``retries=0`` and a longer timeout of its own, so it never gives up on (or closes)
-a connection that healthy units are still using. Every pymodbus failure is translated into
-a ``PollError`` in one function (``_Endpoint.read``); state changes are logged once.
+Each device is polled on its own cadence by its own task and its readings submitted. Devices
+on one line (collectors.modbus_line) share one client and one lock, so a dead unit only ever
+delays the units on *its* line, and there only for its own ``timeout × (retries + 1)`` (plus
+its ``busy_retries``): the first unanswered request ends that unit's poll (telegraf#11782 is
+the failure this avoids: one dead slave stalling a whole site). The three transports differ
+only in how a line is reached; the poll loop, status and events are shared. State changes
+are logged once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException
+from typing import ClassVar
 
 from collectors.base import CollectorContext, DeviceStatus, register
 from collectors.modbus_decode import DecodedValue, decode_point
+from collectors.modbus_line import (
+    EXCEPTION_CODES,
+    ClientFactory,
+    ModbusLine,
+    PollError,
+    line_spec,
+)
 from collectors.modbus_plan import ReadRequest, plan_reads
 from collectors.modbus_profile import (
     ByteOrder,
@@ -37,52 +37,27 @@ from collectors.modbus_profile import (
     RegisterType,
 )
 from gateway.reading import Event, Reading
-from gateway.site import DevicePlacement, ModbusTcpDevice, SensorRef
+from gateway.site import DevicePlacement, ModbusDevice, SensorRef
 from gateway.validation import RejectReason
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = "modbus_tcp"
-ClientFactory = Callable[..., Any]
-
-# Modbus Application Protocol v1.1b3, section 7: what an exception response means.
-EXCEPTION_CODES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge (busy with a long command)",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-# Consecutive unanswered requests on an endpoint (no unit answering at all) after which the
-# TCP connection itself is presumed dead (a half-open socket) and reopened.
-SILENT_REQUESTS_BEFORE_RECONNECT = 3
-RECONNECT_BACKOFF_MAX = 30.0
-# pymodbus's connect() sleeps 0.1 s after the socket opens before returning.
-_CONNECT_SETTLE = 0.1
-
-
-class PollError(Exception):
-    """One poll (or probe request) failed; the message is what ``last_error`` shows."""
-
-    def __init__(self, message: str, *, reconnect: bool = False) -> None:
-        super().__init__(message)
-        self.reconnect = reconnect  # the connection is unusable: close it and reopen
+__all__ = [
+    "EXCEPTION_CODES",
+    "ModbusCollector",
+    "ModbusRtuCollector",
+    "ModbusRtuTcpCollector",
+    "ModbusTcpCollector",
+    "PollError",
+    "ProbeError",
+    "ProbeRow",
+    "next_poll_at",
+    "probe",
+]
 
 
 class ProbeError(Exception):
     """``probe`` could not reach the device at all."""
-
-
-def _reraise_if_cancelled(exc: BaseException) -> None:
-    # pymodbus turns a CancelledError inside a request into ModbusIOException ("Request
-    # cancelled outside pymodbus"); if *our* task is being cancelled, cancellation wins.
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc
 
 
 def next_poll_at(previous: float, interval: float, now: float) -> float:
@@ -97,141 +72,13 @@ def next_poll_at(previous: float, interval: float, now: float) -> float:
     return slot
 
 
-class _Endpoint:
-    """One (host, port): one client connection and one lock shared by every unit behind it."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        factory: ClientFactory,
-        *,
-        timeout: float,
-        backoff_min: float,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.lock = asyncio.Lock()
-        self._factory = factory
-        self.timeout = timeout
-        self._backoff_min = backoff_min
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self._down_reason = ""
-        self._silent = 0
-        self._client: Any = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def widen(self, timeout: float, backoff_min: float) -> None:
-        """Make room for another unit on this endpoint."""
-        self.timeout = max(self.timeout, timeout)
-        self._backoff_min = min(self._backoff_min, backoff_min)
-
-    async def connect(self) -> Any:
-        """The connected client, opening it if needed (hold ``lock``). Raises PollError."""
-        client = self._client
-        if client is not None and client.connected:
-            return client
-        now = asyncio.get_running_loop().time()
-        if now < self._retry_at:
-            raise PollError(
-                f"{self._down_reason}; next attempt in {self._retry_at - now:.1f} s",
-                reconnect=True,
-            )
-        self.drop()
-        # The client's own timeout is deliberately longer than ours: see the module docstring.
-        client = self._factory(self.host, port=self.port, timeout=self.timeout * 2 + 1, retries=0)
-        self._client = client
-        timer = asyncio.timeout(self.timeout + _CONNECT_SETTLE)
-        reason = "refused or unreachable"
-        try:
-            async with timer:
-                ok = bool(await client.connect())
-        except Exception as exc:
-            _reraise_if_cancelled(exc)
-            ok = False
-            reason = f"no answer within {self.timeout:g} s" if timer.expired() else str(exc)
-        if not ok:
-            self.drop()
-            self._backoff = min(
-                max(self._backoff * 2, self._backoff_min),
-                max(RECONNECT_BACKOFF_MAX, self._backoff_min),
-            )
-            self._retry_at = now + self._backoff
-            self._down_reason = f"cannot connect to {self.name}: {reason}"
-            raise PollError(self._down_reason, reconnect=True)
-        self._backoff = 0.0
-        self._silent = 0
-        return client
-
-    def drop(self) -> None:
-        """Close the client (also cancels pymodbus's own reconnect task); next poll reopens."""
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
-
-    async def read(
-        self, client: Any, unit: int, request: ReadRequest, attempt_s: float, retries: int
-    ) -> list[int] | list[bool]:
-        """Execute one read request for ``unit``: the one place pymodbus failures are caught.
-
-        Every failure (exception, error response, timeout, short answer) becomes a PollError.
-        """
-        what = f"reading {request.describe()} of unit {unit} at {self.name}"
-        for _attempt in range(retries + 1):
-            if not client.connected:
-                raise PollError(f"connection to {self.name} lost", reconnect=True)
-            method = {
-                RegisterType.HOLDING: client.read_holding_registers,
-                RegisterType.INPUT: client.read_input_registers,
-                RegisterType.COIL: client.read_coils,
-                RegisterType.DISCRETE: client.read_discrete_inputs,
-            }[request.register_type]
-            timer = asyncio.timeout(attempt_s)
-            try:
-                async with timer:
-                    response = await method(request.address, count=request.count, device_id=unit)
-            except Exception as exc:
-                _reraise_if_cancelled(exc)
-                if timer.expired():
-                    continue
-                reconnect = isinstance(exc, ConnectionException | OSError) or not client.connected
-                raise PollError(
-                    f"{what}: {type(exc).__name__}: {exc}", reconnect=reconnect
-                ) from exc
-            self._silent = 0
-            if response.isError():
-                code = int(getattr(response, "exception_code", 0))
-                meaning = EXCEPTION_CODES.get(code, "unknown exception code")
-                raise PollError(f"{what}: exception response {code} ({meaning})")
-            data: list[int] | list[bool] = (
-                response.bits if request.register_type.is_bit else response.registers
-            )
-            if len(data) < request.count:
-                raise PollError(
-                    f"{what}: short response ({len(data)} of {request.count})", reconnect=True
-                )
-            return data[: request.count]
-        self._silent += 1
-        if not client.connected or self._silent >= SILENT_REQUESTS_BEFORE_RECONNECT:
-            raise PollError(
-                f"{what}: no response within {attempt_s:g} s × {retries + 1}; reconnecting",
-                reconnect=True,
-            )
-        raise PollError(f"{what}: no response within {attempt_s:g} s × {retries + 1}")
-
-
 @dataclass
 class _Unit:
     """One polled device and what its poll task needs."""
 
     placement: DevicePlacement
-    device: ModbusTcpDevice
-    endpoint: _Endpoint
+    device: ModbusDevice
+    endpoint: ModbusLine
     profile: DeviceProfile
     plan: list[ReadRequest]
     sensors: list[SensorRef]
@@ -240,52 +87,65 @@ class _Unit:
     faulted: set[str] = field(default_factory=set)
     sink_failing: bool = False
     crashed: bool = False
+    badge_counter: int | None = None  # the controller's swipe counter at the last poll
 
 
-def _decode_all(
-    unit: _Unit, data: Sequence[list[int] | list[bool]]
-) -> list[tuple[SensorRef, DecodedValue]]:
+def _decode_all(unit: _Unit, data: Sequence[list[int] | list[bool]]) -> dict[str, DecodedValue]:
     by_point: dict[str, DecodedValue] = {}
     for request, words in zip(unit.plan, data, strict=True):
         for name in request.points:
             point = unit.profile.points[name]
             by_point[name] = decode_point(point, request.slice(point, words))
-    return [(ref, by_point[ref.spec.point or ""]) for ref in unit.sensors]
+    return by_point
 
 
-@register(PROTOCOL)
-class ModbusTcpCollector:
-    """Polls Modbus TCP devices (and units behind Modbus TCP gateways) into Readings."""
+def with_badge_points(profile: DeviceProfile) -> DeviceProfile:
+    """The profile with its badge registers as points ``badge.number``/``badge.counter``,
+    so one read plan covers sensors and badge registers alike."""
+    extra = profile.badge_points()
+    if not extra:
+        return profile
+    return profile.model_copy(update={"points": {**profile.points, **extra}})
 
-    protocol: ClassVar[str] = PROTOCOL
+
+class ModbusCollector:
+    """Polls Modbus devices of one transport (``protocol``) into Readings; subclassed per
+    transport only to register it."""
+
+    protocol: ClassVar[str] = ""
     # Unused registers a request may span to merge two points (0: only contiguous ones).
     max_gap: ClassVar[int] = 0
 
     def __init__(self, placements: list[DevicePlacement], ctx: CollectorContext) -> None:
         self._ctx = ctx
-        factory: ClientFactory = ctx.client_factories.get(PROTOCOL, AsyncModbusTcpClient)
-        self._endpoints: dict[tuple[str, int], _Endpoint] = {}
+        self._endpoints: dict[tuple[str, ...], ModbusLine] = {}
         self._units: list[_Unit] = []
         for placement in placements:
             device = placement.device
-            if not isinstance(device, ModbusTcpDevice):
-                raise TypeError(f"device '{device.id}' is not a Modbus TCP device")
-            key = (device.host, device.port)
-            endpoint = self._endpoints.get(key)
+            if not isinstance(device, ModbusDevice) or device.protocol != self.protocol:
+                raise TypeError(f"device '{device.id}' is not a {self.protocol} device")
+            spec = line_spec(device, ctx.client_factories)
+            endpoint = self._endpoints.get(spec.key)
             if endpoint is None:
-                endpoint = _Endpoint(
-                    device.host,
-                    device.port,
-                    factory,
+                endpoint = ModbusLine(
+                    spec,
                     timeout=device.timeout,
                     backoff_min=device.poll_interval / 2,
+                    frame_gap=device.frame_gap,
                 )
-                self._endpoints[key] = endpoint
+                self._endpoints[spec.key] = endpoint
             else:
-                endpoint.widen(device.timeout, device.poll_interval / 2)
+                if endpoint.spec.settings != spec.settings:
+                    raise ValueError(
+                        f"device '{device.id}': line {spec.name} settings {spec.settings} "
+                        f"differ from {endpoint.spec.settings} of another device on it"
+                    )
+                endpoint.widen(device.timeout, device.poll_interval / 2, device.frame_gap)
             profile = ctx.site.profiles.get(device.profile)
             refs = ctx.site.device_sensors(device.id)
-            plan = plan_reads(profile, [ref.spec.point or "" for ref in refs], max_gap=self.max_gap)
+            names = [ref.spec.point or "" for ref in refs] + list(profile.badge_points())
+            profile = with_badge_points(profile)
+            plan = plan_reads(profile, names, max_gap=self.max_gap)
             self._units.append(
                 _Unit(
                     placement=placement,
@@ -294,7 +154,7 @@ class ModbusTcpCollector:
                     profile=profile,
                     plan=plan,
                     sensors=refs,
-                    status=DeviceStatus(device=device.id, protocol=PROTOCOL),
+                    status=DeviceStatus(device=device.id, protocol=self.protocol),
                 )
             )
 
@@ -335,9 +195,10 @@ class ModbusTcpCollector:
         try:
             async with endpoint.lock:
                 client = await endpoint.connect()
+                dev = unit.device
                 data = [
                     await endpoint.read(
-                        client, unit.device.unit_id, req, unit.device.timeout, unit.device.retries
+                        client, dev.unit_id, req, dev.timeout, dev.retries, dev.busy_retries
                     )
                     for req in unit.plan
                 ]
@@ -349,10 +210,13 @@ class ModbusTcpCollector:
         ts_ns = self._ctx.clock.now_ns()
         good: list[Reading] = []
         faulty: list[Reading] = []
-        for ref, decoded in _decode_all(unit, data):
+        by_point = _decode_all(unit, data)
+        for ref in unit.sensors:
+            decoded = by_point[ref.spec.point or ""]
             reading = ref.reading(decoded.value, ts_ns=ts_ns, raw=decoded.raw_hex)
             (faulty if decoded.fault else good).append(reading)
         await self._succeeded(unit, ts_ns)
+        await self._badge(unit, by_point)
         await self._deliver(unit, good, faulty)
 
     async def _deliver(self, unit: _Unit, good: list[Reading], faulty: list[Reading]) -> None:
@@ -406,6 +270,25 @@ class ModbusTcpCollector:
         elif was is False:
             log.info("device %s (%s unit %d): back online", *self._where(unit))
             await self._emit(unit, "device_online", "info", "back online", "")
+
+    async def _badge(self, unit: _Unit, by_point: dict[str, DecodedValue]) -> None:
+        """A changed swipe counter is a ``badge`` event naming the last badge number.
+
+        The first poll only learns the counter: swipes before archwatch started are unknown.
+        """
+        counter_value, number_value = by_point.get("badge.counter"), by_point.get("badge.number")
+        if counter_value is None or number_value is None:
+            return
+        counter, number = int(counter_value.raw), int(number_value.raw)
+        last, unit.badge_counter = unit.badge_counter, counter
+        if last is None or counter == last:
+            return
+        width = unit.profile.points["badge.counter"].register_count * 16
+        swipes = (counter - last) % (1 << width)  # the counter wraps around
+        text = f"badge {number} (counter {counter})"
+        if swipes > 1:
+            text += f"; {swipes} swipes since the last poll, only the last badge is known"
+        await self._emit(unit, "badge", "info", f"badge {number}", text)
 
     async def _missed(self, unit: _Unit, reason: str) -> None:
         st = unit.status
@@ -475,20 +358,21 @@ async def probe(
 ) -> list[ProbeRow]:
     """Read every point of the device's profile once; one row per point, in profile order.
 
-    A request that fails gives its points an ``error``; a device that cannot be reached at
-    all raises ProbeError.
+    Works for every Modbus transport; ``client_factory`` replaces the transport's default
+    client (as ``CollectorContext.client_factories`` does). A request that fails gives its
+    points an ``error``; a device that cannot be reached at all raises ProbeError.
     """
     device = placement.device
-    if not isinstance(device, ModbusTcpDevice):
-        raise TypeError(f"device '{device.id}' is not a Modbus TCP device")
-    profile = profiles.get(device.profile)
+    if not isinstance(device, ModbusDevice):
+        raise TypeError(f"device '{device.id}' is not a Modbus device")
+    profile = with_badge_points(profiles.get(device.profile))
     sensor_of = {s.point: s.id for s in device.sensors}
-    endpoint = _Endpoint(
-        device.host,
-        device.port,
-        client_factory or AsyncModbusTcpClient,
+    factories = {device.protocol: client_factory} if client_factory else {}
+    endpoint = ModbusLine(
+        line_spec(device, factories),
         timeout=device.timeout,
         backoff_min=device.poll_interval / 2,
+        frame_gap=device.frame_gap,
     )
     rows: dict[str, ProbeRow] = {}
 
@@ -512,12 +396,18 @@ async def probe(
             client = await endpoint.connect()
         except PollError as exc:
             raise ProbeError(str(exc)) from exc
+        answered = False
         for request in plan_reads(profile):
             try:
                 if not client.connected:
                     client = await endpoint.connect()
                 words = await endpoint.read(
-                    client, device.unit_id, request, device.timeout, device.retries
+                    client,
+                    device.unit_id,
+                    request,
+                    device.timeout,
+                    device.retries,
+                    device.busy_retries,
                 )
             except PollError as exc:
                 if exc.reconnect:
@@ -525,9 +415,63 @@ async def probe(
                 for name in request.points:
                     rows[name] = row(name, None, str(exc))
                 continue
+            answered = True
             for name in request.points:
                 point = profile.points[name]
                 rows[name] = row(name, decode_point(point, request.slice(point, words)), None)
     finally:
         endpoint.drop()
+    if not answered and rows and all("no response" in (r.error or "") for r in rows.values()):
+        # On a serial line "connected" only means the port opened: silence is unreachable.
+        first = next(iter(rows.values()))
+        raise ProbeError(f"unit {device.unit_id} does not answer: {first.error}")
     return [rows[name] for name in profile.points]
+
+
+@register("modbus_tcp")
+class ModbusTcpCollector(ModbusCollector):
+    """Polls Modbus TCP devices (and units behind Modbus TCP gateways)."""
+
+    protocol: ClassVar[str] = "modbus_tcp"
+
+
+@register("modbus_rtu")
+class ModbusRtuCollector(ModbusCollector):
+    """Polls Modbus RTU units on local serial lines (RS-485 adapters)."""
+
+    protocol: ClassVar[str] = "modbus_rtu"
+
+
+@register("modbus_rtu_tcp")
+class ModbusRtuTcpCollector(ModbusCollector):
+    """Polls Modbus RTU units behind transparent serial servers (RTU frames over TCP)."""
+
+    protocol: ClassVar[str] = "modbus_rtu_tcp"
+
+
+def format_probe(rows: Sequence[ProbeRow]) -> list[str]:
+    """``probe`` rows as an aligned table: the raw words beside the value decoded from them."""
+    header = ("point", "sensor", "register", "type", "raw", "value", "flags")
+    table = [header]
+    for r in rows:
+        order = f" {r.byte_order}" if r.byte_order else ""
+        value = "-" if r.value is None else f"{r.value:.6g}"
+        flags = "FAULT" if r.fault else ""
+        if r.error:
+            flags = f"ERROR: {r.error}"
+        table.append(
+            (
+                r.point,
+                r.sensor or "-",
+                f"{r.register_type} {r.address}",
+                f"{r.data_type}{order}",
+                r.raw or "-",
+                value,
+                flags,
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in table
+    ]

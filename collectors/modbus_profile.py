@@ -156,6 +156,44 @@ class Point(BaseModel):
         return LEGALITY[self.data_type].registers
 
 
+class CounterRegister(BaseModel):
+    """A number a controller keeps in registers (not a sensor): a badge id, an event counter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    register_type: RegisterType
+    address: int = Field(ge=0, le=65535)
+    data_type: DataType
+    byte_order: ByteOrder
+
+    @model_validator(mode="after")
+    def _integer(self) -> CounterRegister:
+        if self.data_type not in (DataType.UINT16, DataType.UINT32):
+            raise ValueError("a counter register is uint16 or uint32")
+        self.as_point()  # the legality table applies as for any point
+        return self
+
+    def as_point(self) -> Point:
+        """The register as a point, for planning and decoding (its ``kind`` is never used)."""
+        return Point(
+            kind=SensorKind.DOOR,
+            register_type=self.register_type,
+            address=self.address,
+            data_type=self.data_type,
+            byte_order=self.byte_order,
+        )
+
+
+class BadgeRegisters(BaseModel):
+    """Where an access controller reports card swipes: the last badge number and a counter
+    it increments on every swipe. A changed counter is a ``badge`` event (not a reading)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: CounterRegister
+    counter: CounterRegister
+
+
 class DeviceProfile(BaseModel):
     """A device model's register map, e.g. the common RS485 temperature-humidity transmitter."""
 
@@ -168,11 +206,21 @@ class DeviceProfile(BaseModel):
     description: str = ""
     max_registers_per_read: int = Field(default=MAX_REGISTERS_PER_READ, ge=1, le=125)
     points: dict[str, Point] = Field(min_length=1)
+    badge: BadgeRegisters | None = Field(default=None, description="card swipes, if reported")
+
+    def badge_points(self) -> dict[str, Point]:
+        """The badge registers as points named ``badge.number`` / ``badge.counter`` (or none)."""
+        if self.badge is None:
+            return {}
+        return {
+            "badge.number": self.badge.number.as_point(),
+            "badge.counter": self.badge.counter.as_point(),
+        }
 
     @model_validator(mode="after")
     def _no_overlap(self) -> DeviceProfile:
         used: dict[tuple[RegisterType, int, int | None], str] = {}
-        for name, p in self.points.items():
+        for name, p in {**self.points, **self.badge_points()}.items():
             for i in range(p.register_count):
                 key = (p.register_type, p.address + i, p.bit)
                 if key in used:

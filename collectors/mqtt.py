@@ -17,6 +17,13 @@ Threads: paho's network loop runs in its own thread (``loop_start``); its callba
 messages to the asyncio loop (``call_soon_threadsafe``). Decoding, submitting, acknowledging
 and device status all happen on the asyncio loop, in arrival order.
 
+Payloads are read by the device's payload family (``format:``, see ``collectors.payloads``);
+a family may say where a device announces itself online/offline (ESPHome's ``status``,
+Zigbee2MQTT's ``availability``), which then moves the device's state at once. A device with
+a ``sequence_path`` has its message counter followed (``collectors.sequence``): a jump is
+recorded as a ``sequence_gap`` event, so messages the broker dropped while the gateway was
+away are noticed, not silently missing.
+
 Retained messages replayed by the broker on (re)subscription (RETAIN flag set) are old news:
 they do not make a device count as online, and their readings are kept only when the payload
 has a source timestamp (otherwise they would be stamped with today's receive time).
@@ -32,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -39,6 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collectors.base import CollectorContext, DeviceStatus, register
 from collectors.payload import PayloadError, PayloadFormat, Target, format_for, parse_path
+from collectors.sequence import Gap, SequenceTracker
 from gateway.reading import Event, Reading
 from gateway.settings import redact_url
 from gateway.site import DevicePlacement, MqttDevice, SensorRef
@@ -154,6 +163,12 @@ class MqttCollector:
         self.ack_on_receipt = ack_on_receipt
         self._devices: dict[str, _Device] = {}
         self._by_topic: dict[str, list[_Subscriber]] = {}
+        # Availability topic (ESPHome status, Zigbee2MQTT availability) -> device and format.
+        self._availability: dict[str, tuple[str, PayloadFormat]] = {}
+        # Message counters per device; kept across run() calls (reconnections, restarts of
+        # the collector task) so a broker that dropped queued messages shows as a gap.
+        self.sequences = SequenceTracker()
+        self._zone = ZoneInfo(ctx.site.model.site.timezone)
         for placement in placements:
             self._add_device(placement)
         windows = [d.window_ns / 1e9 for d in self._devices.values()]
@@ -180,17 +195,29 @@ class MqttCollector:
         dev = placement.device
         if not isinstance(dev, MqttDevice):
             raise ValueError(f"device '{dev.id}' is not an MQTT device")
-        if dev.timestamp_path:
-            _check_path(dev.id, dev.timestamp_path)
+        for path in (dev.timestamp_path, dev.sequence_path):
+            if path:
+                _check_path(dev.id, path)
         for ref in self._ctx.site.device_sensors(dev.id):
             if ref.spec.json_path:
                 _check_path(ref.sensor, ref.spec.json_path)
-            sub = _Subscriber(
-                ref=ref,
-                fmt=format_for(ref.spec.json_path),
-                target=Target(ref.kind, ref.spec.json_path, dev.timestamp_path),
+            fmt = format_for(ref.spec.json_path, dev.format)
+            target = Target(
+                ref.kind,
+                ref.spec.json_path,
+                dev.timestamp_path,
+                field=ref.spec.field,
+                match=tuple(sorted(ref.spec.match.items())),
+                zone=self._zone,
             )
-            self._by_topic.setdefault(dev.sensor_topic(ref.spec), []).append(sub)
+            sub = _Subscriber(ref=ref, fmt=fmt, target=target)
+            own = ref.spec.topic is not None
+            for topic in fmt.topics(dev.sensor_topic(ref.spec), own, ref.kind):
+                self._by_topic.setdefault(topic, []).append(sub)
+        family = format_for(None, dev.format) if dev.format else None
+        status_topic = family.availability_topic(dev.topic) if family and dev.topic else None
+        if family is not None and status_topic is not None:
+            self._availability[status_topic] = (dev.id, family)
         self._devices[dev.id] = _Device(
             device=dev,
             placement=placement,
@@ -202,7 +229,7 @@ class MqttCollector:
 
     @property
     def topics(self) -> list[str]:
-        return sorted(self._by_topic)
+        return sorted({*self._by_topic, *self._availability})
 
     @property
     def connected(self) -> bool:
@@ -406,6 +433,9 @@ class MqttCollector:
             await self._emit(event)
 
     def _decode(self, item: _Inbound, now: int, events: list[Event]) -> list[Reading]:
+        if item.topic is not None and item.topic in self._availability:
+            self._on_availability(item, now, events)
+            return []
         subs = self._by_topic.get(item.topic) if item.topic is not None else None
         if not subs:
             # An old subscription of the persistent session, or a wildcard elsewhere.
@@ -425,14 +455,15 @@ class MqttCollector:
                 doc = parsed[sub.fmt.name]
                 if isinstance(doc, PayloadError):
                     raise doc
-                value = sub.fmt.extract(doc, sub.target)
+                values = sub.fmt.extract_all(doc, sub.target)
             except PayloadError as exc:
                 errors.setdefault(sub.ref.device, exc)
                 continue
-            if item.retain and value.ts_ns is None:
-                continue  # a retained replay without a source time: stale, see module doc
-            ts = value.ts_ns if value.ts_ns is not None else now
-            readings.append(sub.ref.reading(value.value, ts, raw=value.raw))
+            for value in values:  # none: the message carries nothing for this sensor
+                if item.retain and value.ts_ns is None:
+                    continue  # a retained replay without a source time: stale, see module doc
+                ts = value.ts_ns if value.ts_ns is not None else now
+                readings.append(sub.ref.reading(value.value, ts, raw=value.raw))
         self._note_topic(item.topic, errors)
         for device_id in dict.fromkeys(sub.ref.device for sub in subs):
             dev = self._devices[device_id]
@@ -449,7 +480,76 @@ class MqttCollector:
                 event = self._set_state(dev, True, now)
                 if event is not None:
                     events.append(event)
+                gap = self._sequence(dev, subs, parsed)
+                if gap is not None:
+                    events.append(self._gap_event(dev, gap, now))
         return readings
+
+    def _sequence(
+        self, dev: _Device, subs: list[_Subscriber], parsed: dict[str, object | PayloadError]
+    ) -> Gap | None:
+        """Feed the device's message counter, if this message has one, to the tracker."""
+        path = dev.device.sequence_path
+        if not path:
+            return None
+        for sub in subs:
+            doc = parsed.get(sub.fmt.name)
+            if sub.ref.device != dev.device.id or not sub.fmt.supports_sequence:
+                continue
+            if isinstance(doc, PayloadError):
+                return None
+            counter = sub.fmt.sequence(doc, path)
+            if counter is None:
+                log.debug("MQTT device %s: no counter at '%s'", dev.device.id, path)
+                return None
+            return self.sequences.observe(dev.device.id, counter)
+        return None
+
+    def _gap_event(self, dev: _Device, gap: Gap, now: int) -> Event:
+        d = dev.device
+        label = f"{d.id} ({d.name})" if d.name else d.id
+        missed = f"{gap.missed} message{'s' if gap.missed != 1 else ''} missed"
+        text = (
+            f"{missed}: the counter at "
+            f"'{d.sequence_path}' jumped from {gap.last} to {gap.now} (dropped by the broker "
+            f"while the gateway was away, or lost on the way)"
+        )
+        log.warning("MQTT device %s: %s", d.id, text)
+        return Event(
+            ts_ns=now,
+            kind="sequence_gap",
+            title=f"Device {label}: {missed}",
+            text=text,
+            severity="warning",
+            tags=self._tags(dev),
+        )
+
+    def _tags(self, dev: _Device) -> dict[str, str]:
+        return {
+            "site": self._ctx.site.id,
+            "building": dev.placement.building.id,
+            "room": dev.placement.room_id,
+            "device": dev.device.id,
+        }
+
+    def _on_availability(self, item: _Inbound, now: int, events: list[Event]) -> None:
+        """A device's own ``online``/``offline`` (an ESPHome node's birth and last will,
+        Zigbee2MQTT's availability check)."""
+        assert item.topic is not None
+        device_id, family = self._availability[item.topic]
+        dev = self._devices[device_id]
+        state = family.availability(item.payload)
+        if state is None:
+            log.debug("MQTT %s: unknown availability %r ignored", item.topic, item.payload[:20])
+            return
+        if state and item.retain:
+            return  # a replayed "online" is old news: only a live message shows the node is up
+        if state:
+            dev.status.last_seen_ns = now
+        why = None if state else f"{family.name} reports the device offline ({item.topic})"
+        event = self._set_state(dev, state, now, why)
+        if event is not None:
+            events.append(event)
 
     def _note_topic(self, topic: str, errors: dict[str, PayloadError]) -> None:
         """Count rejects; log once per change of a topic's set of reasons."""
@@ -529,7 +629,9 @@ class MqttCollector:
                     events.append(event)
         return events
 
-    def _set_state(self, dev: _Device, online: bool, now: int) -> Event | None:
+    def _set_state(
+        self, dev: _Device, online: bool, now: int, why: str | None = None
+    ) -> Event | None:
         """Record a state change; the Event to emit, if it is one worth an event."""
         before = dev.state
         if before is online:
@@ -557,7 +659,7 @@ class MqttCollector:
                 tags=tags,
             )
         silent_s = dev.window_ns / 1e9
-        text = (
+        text = why or (
             f"no message for more than {silent_s:g} s "
             f"(expected every {d.expected_interval:g} s, offline after {d.offline_after})"
         )

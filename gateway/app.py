@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import collectors.all  # noqa: F401  (registers every collector)
+from alerting.service import AlertingService
 from collectors.base import COLLECTORS, Collector, CollectorContext, DeviceStatus
 from gateway import audit
 from gateway.clock import Clock, SystemClock
@@ -25,6 +26,7 @@ from gateway.eventlog import EventWriter
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
+from gateway.reading import Reading
 from gateway.settings import Settings
 from gateway.site import DevicePlacement, Site
 from gateway.spool import Spool
@@ -101,6 +103,19 @@ class Gateway:
         )
         self.events = EventWriter(self.store, self.metrics)
         self.statedb = StateDB(self.data_dir.state_db_url(settings.state_db_url))
+        # Alerting subscribes to validated, spooled readings; a site without rules has none.
+        self.alerting: AlertingService | None = None
+        self._alert_feed: asyncio.Queue[Reading] | None = None
+        if site.model.rules or site.model.contacts:
+            self.alerting = AlertingService(
+                site,
+                self.statedb,
+                self.events,
+                self.clock,
+                self.metrics,
+                timezone=site.model.site.timezone,
+            )
+            self._alert_feed = self.pipeline.subscribe()
         ctx = CollectorContext(
             settings=settings,
             site=site,
@@ -134,6 +149,9 @@ class Gateway:
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self.events.run(), name="events"),
         ]
+        if self.alerting is not None and self._alert_feed is not None:
+            await self.alerting.start()
+            self._tasks.extend(self.alerting.tasks(self._alert_feed))
         for collector in self.collectors:
             self._tasks.append(
                 asyncio.create_task(collector.run(), name=f"collector-{collector.protocol}")

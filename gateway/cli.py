@@ -61,7 +61,7 @@ def main() -> None:
 
 
 def _summarise_site(path: Path) -> list[str]:
-    from gateway.site import ModbusTcpDevice, load_site
+    from gateway.site import ModbusDevice, load_site
 
     site = load_site(path)
     lines = [f"site {site.id} ({site.model.site.name}), timezone {site.model.site.timezone}"]
@@ -83,8 +83,8 @@ def _summarise_site(path: Path) -> list[str]:
             )
             for dev in room.devices:
                 where = (
-                    f"{dev.host}:{dev.port} unit {dev.unit_id} profile {dev.profile}"
-                    if isinstance(dev, ModbusTcpDevice)
+                    f"{dev.line} unit {dev.unit_id} profile {dev.profile}"
+                    if isinstance(dev, ModbusDevice)
                     else f"topic {dev.topic or '(per sensor)'}"
                 )
                 lines.append(f"      device {dev.id} [{dev.protocol}] {where}")
@@ -95,6 +95,12 @@ def _summarise_site(path: Path) -> list[str]:
                         due = s.calibration.due
                         cal = f", calibration due {due}" + (" (OVERDUE)" if due < today else "")
                     lines.append(f"        sensor {s.id} {ref.kind}{cal}")
+    if site.model.rules:
+        from alerting.rules import summarise_rules
+
+        rules_path = site.relative(site.model.rules)
+        lines.append(f"rules {rules_path.name}:")
+        lines.extend(f"  {line}" for line in summarise_rules(rules_path, site))
     n_dev = sum(1 for _ in site.placements())
     lines.append(f"ok: {n_dev} devices, {len(site.sensors())} sensors")
     return lines
@@ -201,6 +207,39 @@ def demo(
     except KeyboardInterrupt:
         return
     click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("site_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("device_id")
+def probe(site_file: Path, device_id: str) -> None:
+    """Read a Modbus device of SITE_FILE once: raw registers beside decoded values.
+
+    A wrong byte or word order shows here, at installation. Exits 1 if the device cannot
+    be reached.
+    """
+    from collectors.modbus import ProbeError, format_probe
+    from collectors.modbus import probe as probe_device
+    from gateway.site import ModbusDevice, load_site
+
+    try:
+        site = load_site(site_file)
+    except ConfigError as exc:
+        _fail(exc)
+    placement = next((p for p in site.placements() if p.device.id == device_id), None)
+    if placement is None or not isinstance(placement.device, ModbusDevice):
+        what = "no device" if placement is None else "no Modbus device"
+        click.echo(f"error: {site_file}: {what} '{device_id}'", err=True)
+        sys.exit(1)
+    dev = placement.device
+    click.echo(f"device {dev.id} [{dev.protocol}] unit {dev.unit_id}, profile {dev.profile}")
+    try:
+        rows = asyncio.run(probe_device(placement, site.profiles))
+    except ProbeError as exc:
+        click.echo(f"error: device {device_id} cannot be reached: {exc}", err=True)
+        sys.exit(1)
+    for line in format_probe(rows):
+        click.echo(line)
 
 
 @main.group()

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +39,50 @@ from gateway.simulation import (
 )
 from gateway.site import ModbusTcpDevice, MqttDevice, Site, SiteFile, load_site
 from gateway.store.base import ReadingFilter
+
+
+class JsonReceiver:
+    """The demo's notification receiver: apprise's ``json://`` posts land here, on loopback,
+    and are appended to ``notifications.jsonl`` in the data directory for the user to read."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    message = json.loads(body.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    message = {"raw": body.decode("utf-8", "replace")}
+                if not isinstance(message, dict):
+                    message = {"raw": message}
+                message["path"] = self.path
+                with receiver._lock:
+                    receiver.messages.append(message)
+                    with log_path.open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(message, ensure_ascii=False) + "\n")
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
 
 PUBLISH_INTERVAL_S = 2.0
 SIM_TICK_S = 0.5
@@ -170,6 +218,10 @@ async def run_demo(
     devices.publisher = MqttPublisher(url.hostname or "127.0.0.1", url.port or 1883)
     devices.publisher.start()
 
+    # Contacts in the demo site point at ${ARCHWATCH_DEMO_RECEIVER}: a receiver of our own.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    receiver = JsonReceiver(settings.data_dir / "notifications.jsonl")
+    os.environ.setdefault("ARCHWATCH_DEMO_RECEIVER", receiver.url)
     gateway = Gateway(settings, site, clock=clock)
     start_ns = clock.now_ns()  # readings of earlier runs in this data dir are older
     await gateway.start()
@@ -258,7 +310,12 @@ async def run_demo(
     )
     st = await gateway.status()
     rejected = st.readings_rejected
+    if gateway.alerting is not None:
+        await gateway.alerting.drain(15.0)
+    alert_stats = gateway.alerting.engine.stats() if gateway.alerting else {}
+    notifications_sent = int(gateway.metrics.total("notifications_sent"))
     await gateway.stop()
+    receiver.stop()
     await devices.stop()
     if broker is not None:
         with contextlib.suppress(Exception):
@@ -274,4 +331,7 @@ async def run_demo(
         "readings_lost": max(0, published - rejected - stored),
         "devices_online": final_status.devices_online,
         "devices_total": final_status.devices_total,
+        "alerts_fired": alert_stats.get("alerts_fired", 0),
+        "notifications_sent": notifications_sent,
+        "notifications_received": len(receiver.messages),
     }

@@ -26,7 +26,7 @@ NAMING_CONVENTION = {
 }
 
 # Add a module here when it defines tables on Base.
-MODEL_MODULES: tuple[str, ...] = ("gateway.audit",)
+MODEL_MODULES: tuple[str, ...] = ("gateway.audit", "alerting.state_models", "alerting.outbox")
 
 
 class Base(DeclarativeBase):

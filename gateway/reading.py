@@ -21,6 +21,7 @@ class SensorKind(StrEnum):
     VOC = "voc"
     PM2_5 = "pm2_5"
     BATTERY = "battery"
+    ACCESS = "access"  # an access-control reader: the value is the badge number presented
 
 
 UNITS: dict[SensorKind, str] = {
@@ -34,6 +35,7 @@ UNITS: dict[SensorKind, str] = {
     SensorKind.VOC: "ppb",
     SensorKind.PM2_5: "µg/m³",
     SensorKind.BATTERY: "%",
+    SensorKind.ACCESS: "badge",
 }
 
 BINARY_KINDS = frozenset({SensorKind.SMOKE, SensorKind.DOOR, SensorKind.WATER_LEAK})

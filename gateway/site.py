@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from collectors.modbus_profile import ProfileLibrary
+from collectors.payloads import check_sensor, sensor_selector
 from gateway.configfile import (
     ConfigError,
     check_timezone,
@@ -64,6 +65,10 @@ class SensorSpec(_Strict):
     point: str | None = None
     topic: str | None = None
     json_path: str | None = Field(default=None, description="dotted path into a JSON payload")
+    field: str | None = Field(default=None, description="influx_line: field key (default: kind)")
+    match: dict[str, str] = Field(
+        default_factory=dict, description="influx_line: tags a line must carry (_measurement)"
+    )
     calibration: Calibration | None = None
 
 
@@ -83,6 +88,7 @@ class ModbusDevice(_DeviceBase):
     exception 5/6 ("busy") after a short pause, inside its own timeout budget.
     """
 
+    protocol: str
     unit_id: int = Field(default=1, ge=0, le=247)
     profile: Id
     poll_interval: float = Field(default=10.0, ge=0.05, le=86400)
@@ -100,6 +106,11 @@ class ModbusDevice(_DeviceBase):
                 raise ValueError(f"sensor '{s.id}': topic/json_path are for MQTT devices")
         return self
 
+    @property
+    def line(self) -> str:
+        """Where the device's frames go, for people: ``host:port`` or ``/dev/ttyUSB0 9600 8N1``."""
+        raise NotImplementedError
+
 
 class ModbusTcpDevice(ModbusDevice):
     """A Modbus TCP device (or a unit behind a Modbus TCP gateway), polled."""
@@ -107,6 +118,10 @@ class ModbusTcpDevice(ModbusDevice):
     protocol: Literal["modbus_tcp"]
     host: str
     port: int = Field(default=502, ge=1, le=65535)
+
+    @property
+    def line(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class ModbusRtuDevice(ModbusDevice):
@@ -119,6 +134,10 @@ class ModbusRtuDevice(ModbusDevice):
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
 
+    @property
+    def line(self) -> str:
+        return f"{self.port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
 
 class ModbusRtuTcpDevice(ModbusDevice):
     """A Modbus RTU unit behind a transparent serial server: RTU frames over a TCP socket."""
@@ -126,6 +145,10 @@ class ModbusRtuTcpDevice(ModbusDevice):
     protocol: Literal["modbus_rtu_tcp"]
     host: str
     port: int = Field(ge=1, le=65535)
+
+    @property
+    def line(self) -> str:
+        return f"{self.host}:{self.port} (RTU)"
 
 
 class MqttDevice(_DeviceBase):
@@ -136,6 +159,14 @@ class MqttDevice(_DeviceBase):
     expected_interval: float = Field(default=60.0, gt=0, le=86400, description="seconds")
     timestamp_path: str | None = Field(
         default=None, description="JSON path of the source timestamp (epoch s/ms or ISO 8601)"
+    )
+    format: str | None = Field(
+        default=None,
+        description="payload family (collectors.payloads: zigbee2mqtt, esphome, tasmota, "
+        "shelly_ht, influx_line, json, number); default: json with a json_path, else number",
+    )
+    sequence_path: str | None = Field(
+        default=None, description="JSON path of a message counter: a jump records sequence_gap"
     )
 
     @model_validator(mode="after")
@@ -150,7 +181,28 @@ class MqttDevice(_DeviceBase):
                 raise ValueError(f"sensor '{s.id}': no topic (set it on the sensor or device)")
             if any(c in topic for c in "+#"):
                 raise ValueError(f"sensor '{s.id}': topic '{topic}' must not contain wildcards")
+            try:
+                check_sensor(
+                    self.format,
+                    s.kind,
+                    topic,
+                    s.topic is not None,
+                    s.json_path,
+                    s.field,
+                    self.sequence_path,
+                    bool(s.match),
+                )
+            except ValueError as exc:
+                raise ValueError(f"sensor '{s.id}': {exc}") from None
         return self
+
+    def sensor_key(self, sensor: SensorSpec) -> tuple[str, str | None]:
+        """Topic and selector: two sensors with the same key would read the same value."""
+        assert sensor.kind is not None  # checked by the validator
+        selector = sensor_selector(self.format, sensor.kind, sensor.json_path, sensor.field)
+        if sensor.match:
+            selector = f"{selector}@{sorted(sensor.match.items())}"
+        return (self.sensor_topic(sensor), selector)
 
     def sensor_topic(self, sensor: SensorSpec) -> str:
         topic = sensor.topic or self.topic
@@ -341,6 +393,7 @@ def _cross_check(
     seen_devices: dict[str, tuple[int | str, ...]] = {}
     seen_sensors: dict[str, tuple[int | str, ...]] = {}
     seen_topics: dict[tuple[str, str | None], str] = {}
+    serial_lines: dict[str, ModbusRtuDevice] = {}  # one port, one baud rate and framing
     for bi, b in enumerate(model.buildings):
         if sum(1 for x in model.buildings if x.id == b.id) > 1:
             problems.append((("buildings", bi, "id"), f"duplicate building id '{b.id}'"))
@@ -366,6 +419,16 @@ def _cross_check(
                 if d.id in seen_devices:
                     problems.append(((*loc_d, "id"), f"duplicate device id '{d.id}'"))
                 seen_devices[d.id] = loc_d
+                if isinstance(d, ModbusRtuDevice):
+                    first = serial_lines.setdefault(d.port, d)
+                    if first.line != d.line:
+                        problems.append(
+                            (
+                                (*loc_d, "port"),
+                                f"serial line {d.line} contradicts {first.line} of device "
+                                f"'{first.id}' on the same port",
+                            )
+                        )
                 if isinstance(d, ModbusDevice) and d.profile not in profiles:
                     known = ", ".join(sorted(profiles.profiles))
                     problems.append(
@@ -398,7 +461,7 @@ def _cross_check(
                                 )
                             )
                     if isinstance(d, MqttDevice):
-                        key = (d.sensor_topic(s), s.json_path)
+                        key = d.sensor_key(s)
                         if key in seen_topics:
                             problems.append(
                                 (

@@ -52,6 +52,8 @@ PHYSICAL_RANGES: MappingProxyType[SensorKind, tuple[float, float]] = MappingProx
         SensorKind.VOC: (0.0, 60_000.0),
         SensorKind.PM2_5: (0.0, 1_000.0),
         SensorKind.BATTERY: (0.0, 100.0),
+        # Badge numbers: any non-negative integer a float represents exactly (below 2**53).
+        SensorKind.ACCESS: (0.0, float(2**53 - 1)),
     }
 )
 BINARY_VALUES = (0.0, 1.0)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+# Mosquitto with the production configuration (deploy/mosquitto/).
+from tests.fixtures_mosquitto import secure_mosquitto, secure_mosquitto_server  # noqa: F401
 from tests.servers import InfluxServer, MosquittoServer, PostgresServer
 
 

@@ -59,15 +59,20 @@ def test_demo_stores_every_reading_and_later_commands_see_its_data(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHWATCH_")}
     proc = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "demo", "--for", "8"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["readings_stored"] > 0
     assert summary["readings_lost"] == 0
-    assert summary["readings_published"] == summary["readings_stored"] + summary[
-        "readings_rejected"
-    ]
+    assert (
+        summary["readings_published"] == summary["readings_stored"] + summary["readings_rejected"]
+    )
     assert summary["devices_online"] == summary["devices_total"] == 5
     data = tmp_path / "archwatch-data"
     assert {"spool.sqlite", "store.sqlite", "state.sqlite", "signing.key"} <= {
@@ -78,7 +83,12 @@ def test_demo_stores_every_reading_and_later_commands_see_its_data(tmp_path: Pat
     assert stored == summary["readings_stored"]
     verify = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "audit", "verify"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert verify.returncode == 0, verify.stderr
     assert "audit log intact: 2 entries" in verify.stdout

@@ -20,7 +20,13 @@ from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, M
 from pymodbus.server import ModbusTcpServer
 
 from collectors.base import COLLECTORS, CollectorContext, DeviceStatus, SubmitResult
-from collectors.modbus import ModbusTcpCollector, ProbeError, next_poll_at, probe
+from collectors.modbus import (
+    ModbusTcpCollector,
+    ProbeError,
+    next_poll_at,
+    probe,
+    with_badge_points,
+)
 from collectors.modbus_decode import encode_point
 from collectors.modbus_profile import ProfileLibrary, RegisterType
 from gateway.clock import ManualClock
@@ -497,11 +503,12 @@ async def test_probe_reads_each_case_from_a_real_server(case: Path) -> None:
     async with servers(sim):
         placement = _placement(profile.id, sim.port, unit_id=7)
         rows = await probe(placement, ProfileLibrary({profile.id: profile}))
-    assert [r.point for r in rows] == list(profile.points)
+    points = with_badge_points(profile).points  # badge registers are probed too
+    assert [r.point for r in rows] == list(points)
     for row in rows:
         assert row.error is None
-        assert row.register_type == profile.points[row.point].register_type
-        assert row.address == profile.points[row.point].address
+        assert row.register_type == points[row.point].register_type
+        assert row.address == points[row.point].address
         if row.point in expected:
             assert row.value is not None and row.raw is not None
             check_decoded(expected, row.point, row.value, row.raw, row.fault)

@@ -1,0 +1,207 @@
+"""The evaluator contract, its registry, and helpers every evaluator shares.
+
+An evaluator turns readings (``on_reading``) and clock ticks (``on_tick``) into Conditions
+for one rule. It is pure: no I/O, no wall clock (time comes only from its arguments), so a
+test drives it with explicit timestamps. It emits a Condition each time it re-evaluates a
+scope, active or not; the lifecycle dedupes and applies ``for``/``keep_firing_for``.
+
+Drill readings (``drill_id`` set) are kept apart: every evaluator keys its state by drill
+id too and copies the id into the labels, so a drill never clears or feeds a real alert.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import ClassVar, Generic, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+from alerting.model import Condition
+from alerting.rules import RuleBase
+from gateway.reading import Reading, SensorKind
+from gateway.site import SensorRef, Site
+
+R = TypeVar("R", bound=RuleBase)
+NS = 1_000_000_000
+
+KIND_ZH: dict[SensorKind, str] = {
+    SensorKind.TEMPERATURE: "温度",
+    SensorKind.HUMIDITY: "湿度",
+    SensorKind.SMOKE: "烟感",
+    SensorKind.DOOR: "门磁",
+    SensorKind.WATER_LEAK: "漏水",
+    SensorKind.LIGHT: "照度",
+    SensorKind.CO2: "二氧化碳",
+    SensorKind.VOC: "VOC",
+    SensorKind.PM2_5: "PM2.5",
+    SensorKind.BATTERY: "电量",
+    SensorKind.ACCESS: "门禁",
+}
+
+
+class Evaluator(Protocol):
+    """Turns one rule's readings and ticks into Conditions (see the module docstring)."""
+
+    def __init__(self, rule: RuleBase, site: Site) -> None: ...
+
+    def on_reading(self, reading: Reading) -> list[Condition]: ...
+
+    def on_tick(self, now_ns: int) -> list[Condition]: ...
+
+
+EVALUATORS: dict[str, type[Evaluator]] = {}
+E = TypeVar("E", bound=type[Evaluator])
+
+
+def register_evaluator(kind: str) -> Callable[[E], E]:
+    """Class decorator: make ``cls`` the evaluator of rules of ``kind``."""
+
+    def wrap(cls: E) -> E:
+        if kind in EVALUATORS:
+            raise ValueError(f"evaluator for rule kind '{kind}' registered twice")
+        EVALUATORS[kind] = cls
+        return cls
+
+    return wrap
+
+
+def fmt(value: float) -> str:
+    """A reading for people: at most one decimal, no trailing ``.0``."""
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def ns_of(seconds: float) -> int:
+    return round(seconds * NS)
+
+
+class BaseEvaluator(Generic[R]):
+    """Shared plumbing: scope filtering, per-room overrides, labels and Condition building."""
+
+    rule_type: ClassVar[type[RuleBase]] = RuleBase
+
+    def __init__(self, rule: RuleBase, site: Site) -> None:
+        if not isinstance(rule, self.rule_type):
+            raise TypeError(f"{type(self).__name__} evaluates {self.rule_type.__name__} rules")
+        self.rule: R = rule  # type: ignore[assignment]
+        self.site = site
+        self.tz = ZoneInfo(site.model.site.timezone)
+        self.refs: dict[str, SensorRef] = {
+            ref.sensor: ref for ref in site.sensors() if rule.applies_to(ref)
+        }
+        self._room_rules: dict[str, R] = {}
+        self._room_names = {room.id: room.name or room.id for _, room in site.rooms()}
+
+    def wants(self, reading: Reading) -> bool:
+        """Whether the reading is from a sensor this rule watches (by id and kind)."""
+        ref = self.refs.get(reading.sensor)
+        return ref is not None and ref.kind == reading.kind
+
+    def rule_for(self, room: str) -> R:
+        """The rule with ``room``'s overrides applied (computed once per room)."""
+        if room not in self._room_rules:
+            self._room_rules[room] = self.rule.for_room(room)  # type: ignore[assignment]
+        return self._room_rules[room]
+
+    def room_name(self, room: str) -> str:
+        return self._room_names.get(room, room)
+
+    def sensor_name(self, ref: SensorRef) -> str:
+        return ref.spec.name or ref.sensor
+
+    def local(self, ts_ns: int) -> datetime:
+        return datetime.fromtimestamp(ts_ns / NS, tz=self.tz)
+
+    def labels(
+        self, ref: SensorRef, drill_id: str | None, *, per_sensor: bool = True
+    ) -> dict[str, str]:
+        labels = {"site": ref.site, "building": ref.building, "room": ref.room}
+        if per_sensor:
+            labels["sensor"] = ref.sensor
+        if drill_id:
+            labels["drill_id"] = drill_id
+        return labels
+
+    def condition(
+        self,
+        labels: dict[str, str],
+        *,
+        active: bool,
+        at_ns: int,
+        value: float | None = None,
+        summary: str = "",
+        limit: str = "",
+        annotations: dict[str, str] | None = None,
+    ) -> Condition:
+        rule = self.rule_for(labels["room"])
+        return Condition(
+            rule_id=rule.id,
+            rule_kind=rule.kind,
+            severity=rule.severity,
+            labels=labels,
+            active=active,
+            at_ns=at_ns,
+            value=value,
+            summary=summary,
+            limit=limit,
+            for_s=rule.for_s,
+            keep_firing_for_s=rule.keep_firing_for_s,
+            annotations=annotations or {},
+        )
+
+    def on_reading(self, reading: Reading) -> list[Condition]:
+        return []
+
+    def on_tick(self, now_ns: int) -> list[Condition]:
+        return []
+
+
+class RollingMinMax:
+    """Min and max of the values seen within the last ``window_ns`` (monotonic deques).
+
+    Each deque holds (ts, value) candidates only: a value that can never again be the
+    minimum (a later one is smaller or equal) is dropped at once, so memory stays bounded by
+    the samples in one window and each update is amortised O(1). The window is inclusive:
+    a sample exactly ``window_ns`` older than the newest still counts. ``max_samples`` caps
+    each deque for a sensor that floods a long window with a steady trend: the oldest
+    candidates go first, which can only understate the span, never invent one.
+    """
+
+    def __init__(self, window_ns: int, max_samples: int = 100_000) -> None:
+        self.window_ns = window_ns
+        self._min: deque[tuple[int, float]] = deque(maxlen=max_samples)
+        self._max: deque[tuple[int, float]] = deque(maxlen=max_samples)
+
+    def add(self, ts_ns: int, value: float) -> None:
+        # Out-of-order samples would break the deques' time order: they are ignored.
+        if self._min and ts_ns < self._min[-1][0]:
+            return
+        while self._min and self._min[-1][1] >= value:
+            self._min.pop()
+        self._min.append((ts_ns, value))
+        while self._max and self._max[-1][1] <= value:
+            self._max.pop()
+        self._max.append((ts_ns, value))
+        self.expire(ts_ns)
+
+    def expire(self, now_ns: int) -> None:
+        oldest = now_ns - self.window_ns
+        while self._min and self._min[0][0] < oldest:
+            self._min.popleft()
+        while self._max and self._max[0][0] < oldest:
+            self._max.popleft()
+
+    @property
+    def min(self) -> tuple[int, float]:
+        return self._min[0]
+
+    @property
+    def max(self) -> tuple[int, float]:
+        return self._max[0]
+
+    def __len__(self) -> int:
+        return max(len(self._min), len(self._max))
+
+    def __bool__(self) -> bool:
+        return bool(self._min)

@@ -1,0 +1,89 @@
+"""``confirmed_fire``: smoke on two detectors of one room, or smoke plus a temperature rise.
+
+The rise is the newest temperature of a sensor in the room minus its lowest reading within
+``window`` (inclusive of a sample exactly that old); ``rise`` is inclusive (a rise equal to
+it confirms). The condition is per room; it clears when fewer than the confirming signals
+remain (e.g. the detectors reset). The lifecycle's inhibition uses this rule kind to mute the
+room's climate alerts.
+"""
+
+from __future__ import annotations
+
+from alerting.evaluators.base import (
+    BaseEvaluator,
+    RollingMinMax,
+    fmt,
+    ns_of,
+    register_evaluator,
+)
+from alerting.model import Condition
+from alerting.rules import ConfirmedFireRule, RuleBase
+from gateway.reading import Reading, SensorKind
+from gateway.site import Site
+
+
+@register_evaluator("confirmed_fire")
+class ConfirmedFireEvaluator(BaseEvaluator[ConfirmedFireRule]):
+    """Per room (and drill): two smoke detectors, or one plus a temperature rise."""
+
+    rule_type = ConfirmedFireRule
+
+    def __init__(self, rule: RuleBase, site: Site) -> None:
+        super().__init__(rule, site)
+        self._smoke: dict[tuple[str, str], dict[str, bool]] = {}
+        self._temps: dict[tuple[str, str], RollingMinMax] = {}
+        self._last_temp: dict[tuple[str, str], tuple[int, float]] = {}
+        self._room_temps: dict[str, list[str]] = {}
+        for sensor, ref in self.refs.items():
+            if ref.kind is SensorKind.TEMPERATURE:
+                self._room_temps.setdefault(ref.room, []).append(sensor)
+
+    def on_reading(self, reading: Reading) -> list[Condition]:
+        if not self.wants(reading):
+            return []
+        ref = self.refs[reading.sensor]
+        rule = self.rule_for(ref.room)
+        drill = reading.drill_id or ""
+        room_key = (ref.room, drill)
+        if reading.kind is SensorKind.SMOKE:
+            self._smoke.setdefault(room_key, {})[reading.sensor] = reading.value == 1
+        else:
+            sensor_key = (reading.sensor, drill)
+            window = self._temps.setdefault(sensor_key, RollingMinMax(ns_of(rule.window_s)))
+            window.add(reading.ts_ns, reading.value)
+            self._last_temp[sensor_key] = (reading.ts_ns, reading.value)
+        detectors = sorted(s for s, on in self._smoke.get(room_key, {}).items() if on)
+        rise = self._max_rise(ref.room, drill, reading.ts_ns, rule)
+        active = len(detectors) >= 2 or (len(detectors) >= 1 and rise >= rule.rise)
+        name = self.room_name(ref.room)
+        minutes = fmt(rule.window_s / 60)
+        if active and len(detectors) >= 2:
+            summary = f"{name} 确认火警：{len(detectors)} 个烟感同时报警"
+        elif active:
+            summary = f"{name} 确认火警：烟感报警且温度 {minutes} 分钟内上升 {fmt(rise)} °C"
+        else:
+            summary = f"{name} 未确认火警（报警烟感 {len(detectors)} 个）"
+        return [
+            self.condition(
+                self.labels(ref, reading.drill_id, per_sensor=False),
+                active=active,
+                at_ns=reading.ts_ns,
+                value=float(len(detectors)),
+                summary=summary,
+                limit=f"两个烟感，或烟感加 {minutes} 分钟内升温 {fmt(rule.rise)} °C",
+                annotations={"detectors": ",".join(detectors), "rise": f"{rise:.2f}"},
+            )
+        ]
+
+    def _max_rise(self, room: str, drill: str, now_ns: int, rule: ConfirmedFireRule) -> float:
+        best = 0.0
+        for sensor in self._room_temps.get(room, []):
+            window = self._temps.get((sensor, drill))
+            last = self._last_temp.get((sensor, drill))
+            if window is None or last is None:
+                continue
+            window.expire(now_ns)
+            if not window or now_ns - last[0] > ns_of(rule.window_s):
+                continue
+            best = max(best, last[1] - window.min[1])
+        return best

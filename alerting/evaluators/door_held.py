@@ -1,0 +1,60 @@
+"""``door_held``: a door held open for ``max_open`` or longer (inclusive).
+
+The open time counts from the first reading that saw the door open after one that saw it
+closed (or from the first reading at all). Re-checked on every tick, so no reading is needed
+for a held door to become active.
+"""
+
+from __future__ import annotations
+
+from alerting.evaluators.base import BaseEvaluator, fmt, ns_of, register_evaluator
+from alerting.model import Condition
+from alerting.rules import DoorHeldRule, RuleBase
+from gateway.reading import Reading
+from gateway.site import Site
+
+
+@register_evaluator("door_held")
+class DoorHeldEvaluator(BaseEvaluator[DoorHeldRule]):
+    """Per door (and drill): open continuously for at least ``max_open``."""
+
+    rule_type = DoorHeldRule
+
+    def __init__(self, rule: RuleBase, site: Site) -> None:
+        super().__init__(rule, site)
+        self._opened_at: dict[tuple[str, str], int] = {}
+
+    def on_reading(self, reading: Reading) -> list[Condition]:
+        if not self.wants(reading):
+            return []
+        key = (reading.sensor, reading.drill_id or "")
+        if reading.value == 1:
+            self._opened_at.setdefault(key, reading.ts_ns)
+        else:
+            self._opened_at.pop(key, None)
+        return [self._check(key, reading.ts_ns)]
+
+    def on_tick(self, now_ns: int) -> list[Condition]:
+        return [self._check(key, now_ns) for key in sorted(self._opened_at)]
+
+    def _check(self, key: tuple[str, str], at_ns: int) -> Condition:
+        sensor, drill = key
+        ref = self.refs[sensor]
+        rule = self.rule_for(ref.room)
+        opened = self._opened_at.get(key)
+        open_s = (at_ns - opened) / 1e9 if opened is not None else 0.0
+        active = opened is not None and at_ns - opened >= ns_of(rule.max_open_s)
+        limit = f"开门不超过 {fmt(rule.max_open_s / 60)} 分钟"
+        summary = (
+            f"{self.room_name(ref.room)} {self.sensor_name(ref)} 已开启 {fmt(open_s / 60)} 分钟"
+            if opened is not None
+            else f"{self.room_name(ref.room)} {self.sensor_name(ref)} 已关闭"
+        )
+        return self.condition(
+            self.labels(ref, drill or None),
+            active=active,
+            at_ns=at_ns,
+            value=open_s,
+            summary=summary,
+            limit=limit,
+        )

@@ -1,0 +1,65 @@
+"""``fluctuation``: the profile's 24-hour swing limit over a rolling window.
+
+The span is the highest minus the lowest reading of one sensor within the last
+``window_hours`` (the profile's, unless the rule sets its own), the window inclusive of a
+sample exactly that old. The limit is the profile's ``Fluctuation.allowed_span`` (mode
+``span``: twice the standard's ±; ``strict``: the ± itself). Active when the span is
+greater than the limit (a span equal to the limit is allowed); it clears by itself once the
+extremes age out of the window.
+"""
+
+from __future__ import annotations
+
+from alerting.evaluators.base import (
+    KIND_ZH,
+    BaseEvaluator,
+    RollingMinMax,
+    fmt,
+    ns_of,
+    register_evaluator,
+)
+from alerting.model import Condition
+from alerting.rules import FluctuationRule, RuleBase
+from gateway.reading import Reading
+from gateway.site import Site
+
+
+@register_evaluator("fluctuation")
+class FluctuationEvaluator(BaseEvaluator[FluctuationRule]):
+    """Per sensor (and drill): the rolling span against the profile's allowed span."""
+
+    rule_type = FluctuationRule
+
+    def __init__(self, rule: RuleBase, site: Site) -> None:
+        super().__init__(rule, site)
+        self._windows: dict[tuple[str, str], RollingMinMax] = {}
+
+    def on_reading(self, reading: Reading) -> list[Condition]:
+        if not self.wants(reading):
+            return []
+        ref = self.refs[reading.sensor]
+        rule = self.rule_for(ref.room)
+        fluct = self.site.standards.get(ref.storage_class).fluctuation
+        hours = rule.window_hours or fluct.window_hours
+        key = (reading.sensor, reading.drill_id or "")
+        window = self._windows.setdefault(key, RollingMinMax(ns_of(hours * 3600)))
+        window.add(reading.ts_ns, reading.value)
+        span = window.max[1] - window.min[1]
+        allowed = fluct.allowed_span(ref.kind.value)
+        unit = reading.unit
+        limit = f"{fmt(hours)} 小时内波动不超过 {fmt(allowed)} {unit}"
+        summary = (
+            f"{self.room_name(ref.room)} {KIND_ZH[ref.kind]} {fmt(hours)} 小时内波动 "
+            f"{fmt(span)} {unit}（{fmt(window.min[1])}–{fmt(window.max[1])} {unit}），"
+            f"允许 {fmt(allowed)} {unit}"
+        )
+        return [
+            self.condition(
+                self.labels(ref, reading.drill_id),
+                active=span > allowed,
+                at_ns=reading.ts_ns,
+                value=span,
+                summary=summary,
+                limit=limit,
+            )
+        ]

@@ -1,0 +1,66 @@
+"""``rate_of_change``: a change of at least ``delta`` within ``window`` (e.g. RH up 5 points
+in 30 minutes).
+
+The change is measured from the lowest (``up``) or highest (``down``) reading of the same
+sensor within the window, inclusive of a sample exactly ``window`` old, to the newest reading.
+Active when that change is at least ``delta`` (inclusive); ``either`` watches both ways.
+"""
+
+from __future__ import annotations
+
+from alerting.evaluators.base import (
+    KIND_ZH,
+    BaseEvaluator,
+    RollingMinMax,
+    fmt,
+    ns_of,
+    register_evaluator,
+)
+from alerting.model import Condition
+from alerting.rules import RateOfChangeRule, RuleBase, format_duration
+from gateway.reading import Reading
+from gateway.site import Site
+
+
+@register_evaluator("rate_of_change")
+class RateOfChangeEvaluator(BaseEvaluator[RateOfChangeRule]):
+    """Per sensor (and drill): rise or fall within the rolling window."""
+
+    rule_type = RateOfChangeRule
+
+    def __init__(self, rule: RuleBase, site: Site) -> None:
+        super().__init__(rule, site)
+        self._windows: dict[tuple[str, str], RollingMinMax] = {}
+
+    def on_reading(self, reading: Reading) -> list[Condition]:
+        if not self.wants(reading):
+            return []
+        ref = self.refs[reading.sensor]
+        rule = self.rule_for(ref.room)
+        key = (reading.sensor, reading.drill_id or "")
+        window = self._windows.setdefault(key, RollingMinMax(ns_of(rule.window_s)))
+        window.add(reading.ts_ns, reading.value)
+        rise = reading.value - window.min[1]
+        fall = window.max[1] - reading.value
+        up = rule.direction in ("up", "either") and rise >= rule.delta
+        down = rule.direction in ("down", "either") and fall >= rule.delta
+        change = rise if up or (not down and rise >= fall) else -fall
+        unit = reading.unit
+        span = format_duration(rule.window_s)
+        arrow = {"up": "上升", "down": "下降", "either": "变化"}[rule.direction]
+        limit = f"{span} 内{arrow}不超过 {fmt(rule.delta)} {unit}"
+        summary = (
+            f"{self.room_name(ref.room)} {KIND_ZH[ref.kind]} {span} 内"
+            f"{'上升' if change >= 0 else '下降'} {fmt(abs(change))} {unit}，"
+            f"现为 {fmt(reading.value)} {unit}"
+        )
+        return [
+            self.condition(
+                self.labels(ref, reading.drill_id),
+                active=up or down,
+                at_ns=reading.ts_ns,
+                value=change,
+                summary=summary,
+                limit=limit,
+            )
+        ]
