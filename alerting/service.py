@@ -14,6 +14,7 @@ import logging
 
 from alerting.contacts import Contacts, load_contacts
 from alerting.delivery import DeliveryWorker
+from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine
 from alerting.evaluators import build_evaluators
 from alerting.evaluators.base import Evaluator
@@ -75,6 +76,7 @@ class AlertingService:
         metrics: Metrics,
         *,
         timezone: str,
+        dispatch: DispatchConfig | None = None,
     ) -> None:
         rules = site_rules(site)
         self.evaluators: list[Evaluator] = build_evaluators(rules, site) if rules else []
@@ -86,7 +88,7 @@ class AlertingService:
             db, clock, contacts=self.contacts, timezone=timezone, names=display_names(site)
         )
         sink = _RecordingSink(self.outbox)
-        self.engine = AlertEngine(db, sink, events, clock, metrics=metrics)
+        self.engine = AlertEngine(db, sink, events, clock, dispatch=dispatch, metrics=metrics)
         sink.engine = self.engine
         self.worker: DeliveryWorker | None = None
         if self.contacts is not None:

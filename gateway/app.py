@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import collectors.all  # noqa: F401  (registers every collector)
+from alerting.dispatch import DispatchConfig
 from alerting.service import AlertingService
 from collectors.base import COLLECTORS, Collector, CollectorContext, DeviceStatus
 from gateway import audit
@@ -76,6 +77,7 @@ class Gateway:
         store: Store | None = None,
         metrics: Metrics | None = None,
         client_factories: dict[str, Callable[..., Any]] | None = None,
+        dispatch: DispatchConfig | None = None,
     ) -> None:
         self.settings = settings
         self.site = site
@@ -114,6 +116,7 @@ class Gateway:
                 self.clock,
                 self.metrics,
                 timezone=site.model.site.timezone,
+                dispatch=dispatch,
             )
             self._alert_feed = self.pipeline.subscribe()
         ctx = CollectorContext(

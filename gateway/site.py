@@ -102,8 +102,18 @@ class ModbusDevice(_DeviceBase):
         for s in self.sensors:
             if s.point is None:
                 raise ValueError(f"sensor '{s.id}': Modbus sensors need 'point' (a profile point)")
-            if s.topic is not None or s.json_path is not None:
-                raise ValueError(f"sensor '{s.id}': topic/json_path are for MQTT devices")
+            mqtt_only = [
+                name
+                for name, given in (
+                    ("topic", s.topic is not None),
+                    ("json_path", s.json_path is not None),
+                    ("field", s.field is not None),
+                    ("match", bool(s.match)),
+                )
+                if given
+            ]
+            if mqtt_only:
+                raise ValueError(f"sensor '{s.id}': {', '.join(mqtt_only)} are for MQTT devices")
         return self
 
     @property

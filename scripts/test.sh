@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # archwatch's one test command. Works alone on a fresh machine of this kind:
-#   - installs what is missing: Mosquitto, socat, PostgreSQL (Debian packages), the Python
+#   - installs what is missing: Mosquitto, socat, openssl, PostgreSQL (Debian packages), the Python
 #     package with its test extras;
 #   - builds InfluxDB OSS 1.8.10 once with `go install` into a cache outside the clone;
 #   - runs ruff, mypy, check-config on every example, then pytest. The tests start the real
@@ -15,6 +15,7 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} from Debian's packages"

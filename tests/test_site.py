@@ -60,6 +60,7 @@ def _site_with(tmp_path: Path, mutate: str) -> Path:
         ("buildings.0.rooms.0.devices.0.port=70000", "buildings[0].rooms[0].devices[0].port"),
         ("buildings.0.rooms.0.devices.0.sensors.0.point=pressure", "has no point 'pressure'"),
         ("buildings.0.rooms.0.devices.0.sensors.0.kind=humidity", "contradicts the profile"),
+        ("buildings.0.rooms.0.devices.0.sensors.0.field=value", "field are for MQTT devices"),
         ("buildings.0.rooms.0.devices.0.protocol=bacnet", "protocol"),
         ("buildings.0.rooms.0.devices.0.colour=red", "unknown key"),
         ("buildings.0.rooms.1.id=r101", "duplicate room id 'r101'"),
