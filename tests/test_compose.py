@@ -278,9 +278,12 @@ def _acl_user_write_topics(user: str) -> list[str]:
         words = line.split()
         if len(words) == 2 and words[0] == "user":
             current = words[1]
-        elif current == user and len(words) == 3 and words[0] == "topic":
-            if words[1] in ("write", "readwrite"):
-                topics.append(words[2])
+        elif (
+            current == user
+            and len(words) == 3
+            and words[:2] in (["topic", "write"], ["topic", "readwrite"])
+        ):
+            topics.append(words[2])
     return topics
 
 
