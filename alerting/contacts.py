@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from alerting.model import Severity
 from alerting.notifiers import NOTIFIERS, notifier_for
 from alerting.redact import scheme_of
+from alerting.roster import EscalationConfig
 from gateway.configfile import load_model
 from gateway.standards import ID_PATTERN
 
@@ -137,6 +138,20 @@ class ContactsFile(_Strict):
     language: Literal["zh", "en"] = "zh"
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     contacts: list[Contact] = Field(min_length=1)
+    # Duty rosters and escalation policies (alerting.roster); after `contacts`, which it names.
+    escalation: EscalationConfig | None = None
+
+    @field_validator("escalation")
+    @classmethod
+    def _escalation_contacts(
+        cls, value: EscalationConfig | None, info: ValidationInfo
+    ) -> EscalationConfig | None:
+        known = {c.id for c in info.data.get("contacts", [])}
+        if value is not None and known:
+            problems = value.unknown_contacts(known)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> ContactsFile:

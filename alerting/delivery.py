@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from alerting.contacts import Contacts, DeliverySettings
 from alerting.notifiers import Attempt, Notifier, notifier_for
 from alerting.outbox import Outbox, OutboxMessage
+from alerting.ratelimit import ChannelLimiter, fit_summary
 from alerting.redact import install_scrubber, redact_text
 from collectors.base import EventSink
 from gateway import audit
@@ -112,6 +113,7 @@ class DeliveryWorker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_delivered: Callable[[OutboxMessage], Awaitable[None]] | None = None,
         sender: Sender = send_once,
+        limiter: ChannelLimiter | None = None,
     ) -> None:
         self.outbox = outbox
         self.contacts = contacts
@@ -123,6 +125,8 @@ class DeliveryWorker:
         self._sleep = sleep
         self._on_delivered = on_delivered
         self._send = sender
+        # Robot send budgets: over budget, pending messages are merged (alerting.ratelimit).
+        self.limiter = limiter or ChannelLimiter(db, outbox, contacts, clock)
         self._wake = asyncio.Event()
         metrics.describe("notifications_sent", "counter", "Notifications a channel accepted")
         metrics.describe(
@@ -171,7 +175,7 @@ class DeliveryWorker:
             batch = await asyncio.to_thread(self.outbox.due)
             if not batch:
                 break
-            for message in batch:
+            for message in await self.limiter.plan(batch):
                 await self.deliver(message)
         next_ns = await asyncio.to_thread(self.outbox.next_due_ns)
         if next_ns is None:
@@ -190,7 +194,7 @@ class DeliveryWorker:
         notifier = notifier_for(contact.urls[message.url_index])
         body = message.short_body if notifier.short and message.short_body else message.body
         language = self.contacts.language_of(contact)
-        title, body = notifier.fit(message.subject, body, language=language)
+        title, body = fit_summary(notifier, message.subject, body, language=language)
         attempt = await asyncio.to_thread(self._send, notifier, title, body)
         if attempt.ok:
             await self._delivered(message, notifier)

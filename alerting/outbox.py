@@ -32,7 +32,7 @@ from gateway.clock import Clock
 from gateway.models import Base
 from gateway.statedb import StateDB
 
-Status = Literal["pending", "delivered", "failed"]
+Status = Literal["pending", "delivered", "failed", "merged"]  # merged: see alerting.ratelimit
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -128,6 +128,12 @@ class NewMessage:
     batch_id: str | None = None
 
 
+# (batch or None, the messages, contact id -> language) -> the messages to store instead.
+MessageDecorator = Callable[
+    [NotificationBatch | None, Sequence[NewMessage], Mapping[str, str]], list[NewMessage]
+]
+
+
 class Outbox:
     """The outbox table: enqueue (from dispatch), and the worker's view of due messages.
 
@@ -145,8 +151,11 @@ class Outbox:
         timezone: str = "Asia/Shanghai",
         names: Mapping[str, str] | None = None,
         on_enqueue: Callable[[], None] | None = None,
+        decorate: MessageDecorator | None = None,
     ) -> None:
         self._db = db
+        # Adds each recipient's acknowledgement link and code (alerting.acklink); blocking.
+        self.decorate = decorate
         self._clock = clock
         self.contacts = contacts
         self._timezone = timezone
@@ -184,7 +193,13 @@ class Outbox:
             dedup_key=dedup_key,
             short_body=short_body,
         )
-        await asyncio.to_thread(self.insert, [message])
+        messages = [message]
+        if self.decorate is not None:
+            language: dict[str, str] = {}
+            if self.contacts is not None and (contact := self.contacts.get(contact_id)):
+                language[contact_id] = self.contacts.language_of(contact)
+            messages = await asyncio.to_thread(self.decorate, None, messages, language)
+        await asyncio.to_thread(self.insert, messages)
         self._wake()
 
     async def enqueue(self, batch: NotificationBatch) -> None:
@@ -200,6 +215,12 @@ class Outbox:
         messages were stored for (also when the batch was already stored before).
         """
         messages = self.messages_for(batch)
+        if self.decorate is not None and self.contacts is not None and messages:
+            languages = {
+                c.id: self.contacts.language_of(c)
+                for c in self.contacts.resolve([m.contact_id for m in messages])
+            }
+            messages = await asyncio.to_thread(self.decorate, batch, messages, languages)
         await asyncio.to_thread(self.insert, messages)
         self._wake()
         return [m.contact_id for m in messages]

@@ -12,10 +12,13 @@ import asyncio
 import contextlib
 import logging
 
+from alerting.acklink import AckLinks
+from alerting.ackqueue import AckQueue
 from alerting.contacts import Contacts, load_contacts
 from alerting.delivery import DeliveryWorker
 from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine
+from alerting.escalation import EscalationManager
 from alerting.evaluators import build_evaluators
 from alerting.evaluators.base import Evaluator
 from alerting.model import Condition, NotificationBatch
@@ -77,6 +80,7 @@ class AlertingService:
         *,
         timezone: str,
         dispatch: DispatchConfig | None = None,
+        ack_links: AckLinks | None = None,
     ) -> None:
         rules = site_rules(site)
         self.evaluators: list[Evaluator] = build_evaluators(rules, site) if rules else []
@@ -85,17 +89,36 @@ class AlertingService:
         )
         self._clock = clock
         self.outbox = Outbox(
-            db, clock, contacts=self.contacts, timezone=timezone, names=display_names(site)
+            db,
+            clock,
+            contacts=self.contacts,
+            timezone=timezone,
+            names=display_names(site),
+            decorate=ack_links.decorate if ack_links is not None else None,
         )
         sink = _RecordingSink(self.outbox)
         self.engine = AlertEngine(db, sink, events, clock, dispatch=dispatch, metrics=metrics)
         sink.engine = self.engine
+        self.ack_queue = AckQueue(db, self.engine)
         self.worker: DeliveryWorker | None = None
         if self.contacts is not None:
             self.worker = DeliveryWorker(
                 self.outbox, self.contacts, db=db, events=events, metrics=metrics, clock=clock
             )
             sink.worker = self.worker
+        self.escalation: EscalationManager | None = None
+        if self.contacts is not None and self.contacts.model.escalation is not None:
+            self.escalation = EscalationManager(
+                db,
+                self.outbox,
+                self.contacts,
+                self.contacts.model.escalation,
+                clock,
+                timezone=timezone,
+                names=display_names(site),
+                record_recipients=self.engine.record_recipients,
+                on_enqueue=self.worker.wake if self.worker is not None else None,
+            )
 
     async def start(self) -> None:
         await self.engine.start()
@@ -127,6 +150,7 @@ class AlertingService:
                 except Exception:
                     log.exception("rule evaluator %r failed on a tick", evaluator)
             await self._evaluate(conditions)
+            await self.ack_queue.run_once()  # acknowledgements queued by the API process
             await asyncio.sleep(TICK_S)
 
     def tasks(self, queue: asyncio.Queue[Reading]) -> list[asyncio.Task[None]]:
@@ -137,6 +161,8 @@ class AlertingService:
         ]
         if self.worker is not None:
             tasks.append(asyncio.create_task(self.worker.run(), name="alerting-delivery"))
+        if self.escalation is not None:
+            tasks.append(asyncio.create_task(self.escalation.run(), name="alerting-escalation"))
         return tasks
 
     async def drain(self, timeout_s: float) -> None:

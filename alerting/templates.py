@@ -7,7 +7,7 @@ in the site's time zone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -132,3 +132,36 @@ def render(
     if short:
         return subject, f"{subject} " + " / ".join(lines)
     return subject, "\n".join(lines)
+
+
+_ACK_TEXT = {
+    "zh": {"link": "点击确认{room}：{url}", "code": "确认码{room} {code}", "room": "（{room}）"},
+    "en": {
+        "link": "Acknowledge{room}: {url}",
+        "code": "ack code{room} {code}",
+        "room": " ({room})",
+    },
+}
+
+
+def ack_text(
+    *,
+    links: Sequence[tuple[str, str]],
+    codes: Sequence[tuple[str, str]],
+    language: str = "zh",
+    short: bool = False,
+) -> str:
+    """How to acknowledge: ``links`` and ``codes`` are ``(room, url or code)`` per alert.
+
+    The room is named only when there are several alerts; ``short`` (SMS) puts everything on
+    one line.
+    """
+    text = _ACK_TEXT[_lang(language)]
+    several = max(len(links), len(codes)) > 1
+
+    def room(r: str) -> str:
+        return text["room"].format(room=r) if several and r else ""
+
+    lines = [text["link"].format(room=room(r), url=u) for r, u in links]
+    lines += [text["code"].format(room=room(r), code=c) for r, c in codes]
+    return (" " if short else "\n").join(lines)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import collectors.all  # noqa: F401  (registers every collector)
+from alerting.acklink import AckLinks, AckSigner
 from alerting.dispatch import DispatchConfig
 from alerting.service import AlertingService
 from collectors.base import COLLECTORS, Collector, CollectorContext, DeviceStatus
@@ -117,6 +118,13 @@ class Gateway:
                 self.metrics,
                 timezone=site.model.site.timezone,
                 dispatch=dispatch,
+                ack_links=AckLinks(
+                    self.statedb,
+                    AckSigner(
+                        settings.signing_key, self.clock, ttl_s=settings.ack_link_hours * 3600
+                    ),
+                    public_url=settings.public_url,
+                ),
             )
             self._alert_feed = self.pipeline.subscribe()
         ctx = CollectorContext(

@@ -101,6 +101,13 @@ def _summarise_site(path: Path) -> list[str]:
         rules_path = site.relative(site.model.rules)
         lines.append(f"rules {rules_path.name}:")
         lines.extend(f"  {line}" for line in summarise_rules(rules_path, site))
+    if site.model.contacts:
+        from alerting.contacts import load_contacts
+
+        contacts = load_contacts(site.relative(site.model.contacts))
+        lines.append(f"contacts {site.model.contacts}: {len(contacts.all())} contact(s)")
+        if contacts.model.escalation is not None:
+            lines.extend(f"  {line}" for line in contacts.model.escalation.describe())
     n_dev = sum(1 for _ in site.placements())
     lines.append(f"ok: {n_dev} devices, {len(site.sensors())} sensors")
     return lines
@@ -152,6 +159,19 @@ def run(site_file: Path, data_dir: Path | None, settings_file: Path | None, log_
     try:
         settings.check_secrets()
         site = load_site(site_file)
+    except ConfigError as exc:
+        _fail(exc)
+
+    try:
+        # The rules and contacts the gateway will load: refuse them here, not as a traceback.
+        if site.model.rules:
+            from alerting.rules import site_rules
+
+            site_rules(site)
+        if site.model.contacts:
+            from alerting.contacts import load_contacts
+
+            load_contacts(site.relative(site.model.contacts))
     except ConfigError as exc:
         _fail(exc)
 
@@ -240,6 +260,30 @@ def probe(site_file: Path, device_id: str) -> None:
         sys.exit(1)
     for line in format_probe(rows):
         click.echo(line)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@data_dir_option
+@settings_option
+@log_level_option
+def api(
+    host: str, port: int, data_dir: Path | None, settings_file: Path | None, log_level: str
+) -> None:
+    """Serve the API (for now: the acknowledgement page of notification links)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    setup_logging(log_level)
+    settings = _settings(data_dir, settings_file)
+    try:
+        settings.check_secrets()
+    except ConfigError as exc:
+        _fail(exc)
+    # log_config=None keeps archwatch's logging; no access log: paths carry ack tokens.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 @main.group()

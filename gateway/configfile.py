@@ -105,7 +105,7 @@ def validation_problems(
         loc = _clean_loc(loc, lines)
         line = _line_for(loc, lines)
         where = f"{path}:{line}" if line else str(path)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; unknown keys are refused, not ignored)"
         problems.append(f"{where}: {format_loc(loc)}: {msg}")

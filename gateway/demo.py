@@ -257,6 +257,10 @@ async def run_demo(
                 f"spool {st.spool_depth}  stored {st.readings_stored}  "
                 f"rejected {st.readings_rejected}"
             )
+            if gateway.alerting is not None:
+                fired = gateway.alerting.engine.stats().get("alerts_fired", 0)
+                sent = int(gateway.metrics.total("notifications_sent"))
+                line += f"  alerts {fired}  notified {sent}"
             if interactive:
                 sys.stderr.write("\r" + line)
                 sys.stderr.flush()

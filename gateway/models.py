@@ -26,7 +26,13 @@ NAMING_CONVENTION = {
 }
 
 # Add a module here when it defines tables on Base.
-MODEL_MODULES: tuple[str, ...] = ("gateway.audit", "alerting.state_models", "alerting.outbox")
+MODEL_MODULES: tuple[str, ...] = (
+    "gateway.audit",
+    "alerting.state_models",
+    "alerting.outbox",
+    "alerting.escalation_models",
+    "alerting.ack_models",
+)
 
 
 class Base(DeclarativeBase):

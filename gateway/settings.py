@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     state_db_url: str | None = Field(default=None, description="default: SQLite in the data dir")
     timezone: str = "Asia/Shanghai"
     public_url: str = "http://127.0.0.1:8080"
+    ack_link_hours: float = Field(default=24.0, gt=0, description="acknowledgement link lifetime")
     spool_warn_rows: int = Field(default=1_000_000, ge=1)
     batch_size: int = Field(default=5_000, ge=1, le=100_000)
     dedup_window_hours: float = Field(default=48.0, gt=0)

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
+# The state DB on SQLite and the real PostgreSQL (db_url, db); a module may override them.
+from tests.db_helpers import db, db_url  # noqa: F401
+
 # Mosquitto with the production configuration (deploy/mosquitto/).
 from tests.fixtures_mosquitto import secure_mosquitto, secure_mosquitto_server  # noqa: F401
+
+# A fresh MQTT client id and topic prefix per test (uid).
+from tests.mqtt_helpers import uid  # noqa: F401
 from tests.servers import InfluxServer, MosquittoServer, PostgresServer
 
 

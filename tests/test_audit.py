@@ -8,11 +8,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,24 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from gateway import audit
 from gateway.clock import ManualClock
 from gateway.statedb import StateDB
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[StateDB]:
-    state = StateDB(db_url)
-    state.migrate()
-    yield state
-    state.close()
+from tests.db_helpers import spawn_workers, wait_for
 
 
 def at(clock: ManualClock) -> datetime:
@@ -339,14 +319,6 @@ db.close()
 """
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_two_processes_and_threads_appending_at_once_keep_one_chain(
     db: StateDB, db_url: str, tmp_path: Path
 ) -> None:
@@ -358,16 +330,9 @@ def test_two_processes_and_threads_appending_at_once_keep_one_chain(
     def paths(name: str) -> list[str]:
         return [str(readies[name]), str(go)]
 
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", APPEND_WORKER, db_url, name, str(per_process), *paths(name)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in workers
-    ]
+    procs = spawn_workers(
+        APPEND_WORKER, [[db_url, name, str(per_process), *paths(name)] for name in workers]
+    )
     errors: list[BaseException] = []
 
     def thread_appends(name: str) -> None:

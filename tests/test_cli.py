@@ -117,3 +117,25 @@ def test_audit_verify_exits_1_naming_the_first_bad_entry(tmp_path: Path, tamper:
     assert result.exit_code == 1
     bad_seq = 2 if tamper == "UPDATE" else 3
     assert f"audit log BROKEN at entry {bad_seq}" in result.output
+
+
+def test_check_config_and_run_refuse_a_bad_contacts_file(tmp_path: Path) -> None:
+    """A mistyped contacts file is found by check-config, and `run` says where, not a traceback."""
+    import shutil
+
+    site_dir = tmp_path / "site"
+    shutil.copytree(REPO / "examples", site_dir)
+    contacts = site_dir / "contacts.yaml"
+    text = contacts.read_text(encoding="utf-8")
+    contacts.write_text(text.replace("roles: [keeper]", "rolez: [keeper]", 1), encoding="utf-8")
+    line = next(i for i, ln in enumerate(contacts.read_text().splitlines(), 1) if "rolez" in ln)
+    expected = f"{contacts}:{line}: contacts[0].rolez: unknown key"
+    checked = CliRunner().invoke(main, ["check-config", str(site_dir / "site.yaml")])
+    assert checked.exit_code == 1
+    assert expected in checked.output
+    ran = CliRunner().invoke(
+        main, ["run", str(site_dir / "site.yaml"), "--data-dir", str(tmp_path / "d")]
+    )
+    assert ran.exit_code == 1
+    assert expected in ran.output
+    assert "Traceback" not in ran.output

@@ -70,7 +70,7 @@ def test_routing(
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        (GOOD, ":10: contacts[1].urls: Value error, URL 2: environment variable 'BOT_KEY'"),
+        (GOOD, ":10: contacts[1].urls: URL 2: environment variable 'BOT_KEY'"),
         (GOOD.replace("[warning, critical]", "[warning, urgent]"), ":7: contacts[0].routes"),
         (GOOD.replace("id: guard", "id: keeper"), "duplicate contact id 'keeper'"),
         (GOOD.replace("name: 王保管员", "nmae: x"), ":4: contacts[0].nmae: unknown key"),
@@ -106,7 +106,12 @@ def test_contact_repr_hides_urls(tmp_path: Path) -> None:
 def test_the_example_file_loads_with_and_without_the_demo_receiver() -> None:
     path = examples_dir() / "contacts.yaml"
     default = load_contacts(path, env={})
-    assert {c.id for c in default.all()} == {"keeper-wang", "security-li"}
+    assert {c.id for c in default.all()} == {
+        "keeper-wang",
+        "security-li",
+        "keeper-zhao",
+        "director-chen",
+    }
     demo = load_contacts(path, env={"ARCHWATCH_DEMO_RECEIVER": "json://127.0.0.1:41234"})
     security = demo.get("security-li")
     assert security is not None

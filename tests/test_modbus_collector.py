@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.datastore import ModbusDeviceContext, ModbusServerContext
 from pymodbus.server import ModbusTcpServer
 
-from collectors.base import COLLECTORS, CollectorContext, DeviceStatus, SubmitResult
+from collectors.base import COLLECTORS
 from collectors.modbus import (
     ModbusTcpCollector,
     ProbeError,
@@ -30,31 +29,14 @@ from collectors.modbus import (
 from collectors.modbus_decode import encode_point
 from collectors.modbus_profile import ProfileLibrary, RegisterType
 from gateway.clock import ManualClock
-from gateway.reading import Event, Reading, SensorKind
-from gateway.settings import Settings
-from gateway.site import Building, DevicePlacement, ModbusTcpDevice, Room, Site, load_site
+from gateway.reading import SensorKind
+from gateway.site import Building, DevicePlacement, ModbusTcpDevice, Room
 from gateway.validation import RejectReason
+from tests.modbus_helpers import FC, PROFILES, WAIT_S, CollectorHarness, unit_context, wait_until
 from tests.servers import free_port
 from tests.test_modbus_decode import VALID_CASES, check_decoded, load_case
 
-WAIT_S = 30.0
-_FC = {
-    RegisterType.COIL: 1,
-    RegisterType.DISCRETE: 2,
-    RegisterType.HOLDING: 3,
-    RegisterType.INPUT: 4,
-}
-PROFILES = ProfileLibrary.load()
-
 # -- real servers -------------------------------------------------------------------------------
-
-
-def _unit_context(first: int = 0, size: int = 64) -> ModbusDeviceContext:
-    # ModbusDeviceContext adds 1 to every address, so block address first+1 serves `first`.
-    def block() -> ModbusSequentialDataBlock:
-        return ModbusSequentialDataBlock(first + 1, [0] * size)
-
-    return ModbusDeviceContext(di=block(), co=block(), hr=block(), ir=block())
 
 
 class ModbusSim:
@@ -91,7 +73,7 @@ class ModbusSim:
         words = encode_point(p, value)
         if p.bit is not None:
             ctx = self.units[unit]
-            current = ctx.getValues(_FC[p.register_type], p.address, 1)
+            current = ctx.getValues(FC[p.register_type], p.address, 1)
             assert isinstance(current, list)
             mask = 1 << p.bit
             words = [(int(current[0]) & ~mask) | words[0]]
@@ -100,7 +82,7 @@ class ModbusSim:
     def set_words(
         self, unit: int, register_type: RegisterType, address: int, words: list[int]
     ) -> None:
-        self.units[unit].setValues(_FC[register_type], address, words)
+        self.units[unit].setValues(FC[register_type], address, words)
 
 
 class SilentServer:
@@ -139,35 +121,6 @@ class SilentServer:
 # -- sinks and the site ---------------------------------------------------------------------
 
 
-class RecordingSink:
-    """Records what the collector submits and rejects (the pipeline's two entry points)."""
-
-    def __init__(self) -> None:
-        self.submitted: list[Reading] = []
-        self.rejected: list[tuple[Reading, str]] = []
-
-    async def submit(self, readings: Sequence[Reading]) -> SubmitResult:
-        self.submitted.extend(readings)
-        return SubmitResult(accepted=len(readings))
-
-    def reject(self, reading: Reading, reason: RejectReason) -> None:
-        self.rejected.append((reading, reason))
-
-    def of(self, sensor: str) -> list[Reading]:
-        return [r for r in self.submitted if r.sensor == sensor]
-
-
-class RecordingEvents:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self, device: str) -> list[str]:
-        return [e.kind for e in self.events if e.tags.get("device") == device]
-
-
 SENSORS = {
     "rs485_th_int16": ["temperature", "humidity"],
     "modbus_smoke_detector": ["smoke"],
@@ -192,38 +145,14 @@ def device(dev_id: str, port: int, profile: str = "rs485_th_int16", **kw: Any) -
     }
 
 
-def make_site(tmp_path: Path, devices: list[dict[str, Any]]) -> Site:
-    doc = {
-        "site": {"id": "test-site", "name": "测试档案馆"},
-        "buildings": [
-            {
-                "id": "main",
-                "rooms": [{"id": "r101", "storage_class": "paper", "devices": devices}],
-            }
-        ],
-    }
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    return load_site(path)
-
-
-class Harness:
+class Harness(CollectorHarness):
     """A collector with recording sinks, a manual clock and a client factory that counts."""
 
     def __init__(self, tmp_path: Path, devices: list[dict[str, Any]]) -> None:
-        self.site = make_site(tmp_path, devices)
-        self.sink = RecordingSink()
-        self.events = RecordingEvents()
+        super().__init__(tmp_path, devices)
         self.clock = ManualClock()
         self.clients: list[tuple[str, int]] = []
-        self.ctx = CollectorContext(
-            settings=Settings(data_dir=tmp_path / "data"),
-            site=self.site,
-            sink=self.sink,
-            events=self.events,
-            clock=self.clock,
-            client_factories={"modbus_tcp": self._factory},
-        )
+        self.ctx = self.context(tmp_path, self.clock, {"modbus_tcp": self._factory})
         self.collector = ModbusTcpCollector(list(self.site.placements()), self.ctx)
 
     def _factory(
@@ -231,28 +160,6 @@ class Harness:
     ) -> AsyncModbusTcpClient:
         self.clients.append((host, port))
         return AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=retries)
-
-    def status(self, dev_id: str) -> DeviceStatus:
-        return next(s for s in self.collector.statuses() if s.device == dev_id)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.collector.run())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def wait_until(cond: Callable[[], bool], what: str, limit: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -275,7 +182,7 @@ def test_the_collector_is_registered() -> None:
 
 
 async def test_th_transmitter_readings_carry_values_and_tags(tmp_path: Path) -> None:
-    sim = ModbusSim({1: _unit_context()})
+    sim = ModbusSim({1: unit_context()})
     async with servers(sim):
         sim.set_words(1, RegisterType.HOLDING, 0, [556, 0xFF85])  # 55.6 %RH, -12.3 °C
         h = Harness(tmp_path, [device("th-101", sim.port)])
@@ -306,7 +213,7 @@ async def test_th_transmitter_readings_carry_values_and_tags(tmp_path: Path) -> 
 
 
 async def test_three_shipped_profiles_on_one_line_share_one_connection(tmp_path: Path) -> None:
-    sim = ModbusSim({1: _unit_context(), 2: _unit_context(), 3: _unit_context()})
+    sim = ModbusSim({1: unit_context(), 2: unit_context(), 3: unit_context()})
     async with servers(sim):
         sim.set(1, "rs485_th_int16", "temperature", 19.8)
         sim.set(1, "rs485_th_int16", "humidity", 45.0)
@@ -339,7 +246,7 @@ async def test_three_shipped_profiles_on_one_line_share_one_connection(tmp_path:
 
 
 async def test_a_dead_endpoint_never_delays_devices_on_other_endpoints(tmp_path: Path) -> None:
-    a, b, silent = ModbusSim({1: _unit_context()}), ModbusSim({1: _unit_context()}), SilentServer()
+    a, b, silent = ModbusSim({1: unit_context()}), ModbusSim({1: unit_context()}), SilentServer()
     refused_port = free_port()  # nothing listens here
     async with servers(a, b, silent):
         h = Harness(
@@ -393,7 +300,7 @@ async def test_a_dead_endpoint_never_delays_devices_on_other_endpoints(tmp_path:
 async def test_a_dead_unit_on_a_shared_line_holds_it_only_for_its_own_timeouts(
     tmp_path: Path,
 ) -> None:
-    sim = ModbusSim({1: _unit_context(), 2: _unit_context()})  # unit 3 never answers
+    sim = ModbusSim({1: unit_context(), 2: unit_context()})  # unit 3 never answers
     async with servers(sim):
         h = Harness(
             tmp_path,
@@ -424,7 +331,7 @@ async def test_a_dead_unit_on_a_shared_line_holds_it_only_for_its_own_timeouts(
 
 
 async def test_a_device_that_comes_back_emits_online(tmp_path: Path) -> None:
-    sim = ModbusSim({1: _unit_context()}, port=free_port())
+    sim = ModbusSim({1: unit_context()}, port=free_port())
     async with servers(sim):
         sim.set(1, "rs485_th_int16", "temperature", 20.0)
         h = Harness(tmp_path, [device("th", sim.port, timeout=0.3)])
@@ -447,7 +354,7 @@ async def test_a_device_that_comes_back_emits_online(tmp_path: Path) -> None:
 
 async def test_an_exception_response_is_a_miss_with_a_clear_error(tmp_path: Path) -> None:
     # The device only implements registers 100.., so reading 0..1 is an illegal address.
-    sim = ModbusSim({1: _unit_context(first=100)})
+    sim = ModbusSim({1: unit_context(first=100)})
     async with servers(sim):
         h = Harness(tmp_path, [device("th", sim.port, offline_after=3)])
         async with h.running():
@@ -463,7 +370,7 @@ async def test_an_exception_response_is_a_miss_with_a_clear_error(tmp_path: Path
 
 
 async def test_a_fault_code_is_rejected_not_submitted(tmp_path: Path) -> None:
-    sim = ModbusSim({1: _unit_context()})
+    sim = ModbusSim({1: unit_context()})
     async with servers(sim):
         sim.set_words(1, RegisterType.HOLDING, 0, [556, 0x7FFF])  # probe unplugged
         h = Harness(tmp_path, [device("th", sim.port)])
@@ -495,10 +402,10 @@ async def test_cancelling_run_stops_it_even_mid_request(tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", VALID_CASES, ids=[c.name for c in VALID_CASES])
 async def test_probe_reads_each_case_from_a_real_server(case: Path) -> None:
     profile, registers, expected = load_case(case)
-    ctx = _unit_context(size=32)
+    ctx = unit_context(size=32)
     for register_type, by_address in registers.items():
         for address, value in by_address.items():
-            ctx.setValues(_FC[register_type], address, [value])
+            ctx.setValues(FC[register_type], address, [value])
     sim = ModbusSim({7: ctx})
     async with servers(sim):
         placement = _placement(profile.id, sim.port, unit_id=7)
@@ -515,7 +422,7 @@ async def test_probe_reads_each_case_from_a_real_server(case: Path) -> None:
 
 
 async def test_probe_names_the_sensor_and_reports_failed_requests() -> None:
-    sim = ModbusSim({1: _unit_context(first=1)})  # register 0 is missing: humidity fails
+    sim = ModbusSim({1: unit_context(first=1)})  # register 0 is missing: humidity fails
     async with servers(sim):
         sim.set_words(1, RegisterType.HOLDING, 1, [0xFF85])
         rows = await probe(

@@ -10,7 +10,6 @@ for a condition with a generous limit; assertions are on counts and states, neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import shutil
 import struct
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +28,22 @@ from pymodbus.datastore import ModbusDeviceContext, ModbusServerContext
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
-from collectors.base import COLLECTORS, CollectorContext, DeviceStatus
+from collectors.base import COLLECTORS
 from collectors.modbus import ModbusRtuCollector, ModbusRtuTcpCollector
 from collectors.modbus_decode import encode_point
 from collectors.modbus_profile import RegisterType
 from gateway.clock import ManualClock
 from gateway.configfile import ConfigError
-from gateway.settings import Settings
-from gateway.site import Site
-from tests.test_modbus_collector import (
-    _FC,
+from tests.modbus_helpers import (
+    FC,
     PROFILES,
-    RecordingEvents,
-    RecordingSink,
-    _unit_context,
+    WAIT_S,
+    CollectorHarness,
     make_site,
+    unit_context,
     wait_until,
 )
 
-WAIT_S = 30.0
 BAUD = 19200
 
 
@@ -158,12 +154,12 @@ class RtuSim:
 
     def set(self, unit: int, profile: str, point: str, value: float) -> None:
         p = PROFILES.get(profile).points[point]
-        self.units[unit].setValues(_FC[p.register_type], p.address, encode_point(p, value))
+        self.units[unit].setValues(FC[p.register_type], p.address, encode_point(p, value))
 
     def set_words(
         self, unit: int, register_type: RegisterType, address: int, words: list[int]
     ) -> None:
-        self.units[unit].setValues(_FC[register_type], address, words)
+        self.units[unit].setValues(FC[register_type], address, words)
 
 
 # -- the collector ----------------------------------------------------------------------------
@@ -193,25 +189,17 @@ def rtu_tcp(dev_id: str, port: int, unit_id: int, **kw: Any) -> dict[str, Any]:
     return {**entry, "protocol": "modbus_rtu_tcp", "host": "127.0.0.1", "port": port}
 
 
-class Harness:
+class Harness(CollectorHarness):
     """The collector for one protocol, with recording sinks and client factories that count."""
 
     def __init__(self, tmp_path: Path, devices: list[dict[str, Any]]) -> None:
-        self.site: Site = make_site(tmp_path, devices)
-        self.sink = RecordingSink()
-        self.events = RecordingEvents()
+        super().__init__(tmp_path, devices)
         self.clients: list[str] = []
         protocols = {d["protocol"] for d in devices}
         assert len(protocols) == 1
         protocol = protocols.pop()
-        ctx = CollectorContext(
-            settings=Settings(data_dir=tmp_path / "data"),
-            site=self.site,
-            sink=self.sink,
-            events=self.events,
-            clock=ManualClock(),
-            client_factories={"modbus_rtu": self._serial, "modbus_rtu_tcp": self._rtu_tcp},
-        )
+        factories = {"modbus_rtu": self._serial, "modbus_rtu_tcp": self._rtu_tcp}
+        ctx = self.context(tmp_path, ManualClock(), factories)
         self.collector = COLLECTORS[protocol](list(self.site.placements()), ctx)
 
     def _serial(self, port: str, **kw: Any) -> AsyncModbusSerialClient:
@@ -221,19 +209,6 @@ class Harness:
     def _rtu_tcp(self, host: str, *, port: int, **kw: Any) -> AsyncModbusTcpClient:
         self.clients.append(f"{host}:{port}")
         return AsyncModbusTcpClient(host, port=port, framer=FramerType.RTU, **kw)
-
-    def status(self, dev_id: str) -> DeviceStatus:
-        return next(s for s in self.collector.statuses() if s.device == dev_id)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.collector.run())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def test_the_rtu_collectors_are_registered() -> None:
@@ -245,7 +220,7 @@ async def test_a_dead_slave_goes_offline_while_the_live_one_on_the_line_keeps_po
     tmp_path: Path, pty_pair: tuple[str, str]
 ) -> None:
     gw, dev = pty_pair
-    async with RtuSim({1: _unit_context()}, serial_port=dev) as sim:  # unit 2: not there
+    async with RtuSim({1: unit_context()}, serial_port=dev) as sim:  # unit 2: not there
         sim.set_words(1, RegisterType.HOLDING, 0, [556, 0xFF85])  # 55.6 %RH, -12.3 °C
         h = Harness(
             tmp_path,
@@ -280,7 +255,7 @@ async def test_garbling_and_busy_slaves_never_stall_the_line(
     tmp_path: Path, pty_pair: tuple[str, str]
 ) -> None:
     gw, dev = pty_pair
-    units = {u: _unit_context() for u in (1, 2, 3, 4)}
+    units = {u: unit_context() for u in (1, 2, 3, 4)}
     sim = RtuSim(units, serial_port=dev, garble=frozenset({2}), busy={3: 1, 4: 2})
     async with sim:
         for u in units:
@@ -326,7 +301,7 @@ async def test_garbling_and_busy_slaves_never_stall_the_line(
 
 
 async def test_rtu_over_tcp_through_a_serial_server(tmp_path: Path) -> None:
-    async with RtuSim({1: _unit_context(), 3: _unit_context()}) as sim:  # unit 2: dead
+    async with RtuSim({1: unit_context(), 3: unit_context()}) as sim:  # unit 2: dead
         sim.set(1, "rs485_th_int16", "temperature", 21.4)
         sim.set(1, "rs485_th_int16", "humidity", 48.2)
         sim.set(3, "rs485_th_int16", "temperature", -3.5)
@@ -365,8 +340,8 @@ def _badge(sim: RtuSim, unit: int, number: int, counter: int) -> None:
 
 
 async def test_an_access_controller_reports_doors_and_badge_events(tmp_path: Path) -> None:
-    ctx = _unit_context()
-    ctx.setValues(_FC[RegisterType.DISCRETE], 0, [1, 0])  # door 1 contact closed, door 2 open
+    ctx = unit_context()
+    ctx.setValues(FC[RegisterType.DISCRETE], 0, [1, 0])  # door 1 contact closed, door 2 open
     async with RtuSim({1: ctx}) as sim:
         _badge(sim, 1, 12345678, 17)  # swiped before archwatch started: no event
         doors = [{"id": f"ac-{p}", "point": p} for p in ("door_1", "door_2")]
@@ -408,7 +383,7 @@ async def test_frame_gap_keeps_the_line_silent_between_transactions(
     tmp_path: Path, pty_pair: tuple[str, str]
 ) -> None:
     gw, dev = pty_pair
-    async with RtuSim({1: _unit_context(), 2: _unit_context()}, serial_port=dev) as sim:
+    async with RtuSim({1: unit_context(), 2: unit_context()}, serial_port=dev) as sim:
         h = Harness(
             tmp_path,
             [
@@ -484,7 +459,7 @@ async def test_probe_shows_a_wrong_word_order_beside_the_right_one(
             },
         ],
     )
-    async with RtuSim({5: _unit_context()}, serial_port=dev) as sim:
+    async with RtuSim({5: unit_context()}, serial_port=dev) as sim:
         sim.set_words(5, RegisterType.HOLDING, 0, t_words + h_words)
         right = await _archwatch("probe", str(site), "right")
         wrong = await _archwatch("probe", str(site), "wrong")
@@ -530,7 +505,7 @@ def _rows(out: str) -> dict[str, list[str]]:
 async def test_probe_flags_a_fault_code(tmp_path: Path, pty_pair: tuple[str, str]) -> None:
     gw, dev = pty_pair
     site = _probe_site(tmp_path, [rtu("th", gw, 1)])
-    async with RtuSim({1: _unit_context()}, serial_port=dev) as sim:
+    async with RtuSim({1: unit_context()}, serial_port=dev) as sim:
         sim.set_words(1, RegisterType.HOLDING, 0, [556, 0x7FFF])  # probe unplugged
         code, out, _ = await _archwatch("probe", str(site), "th")
     assert code == 0
@@ -553,7 +528,7 @@ async def test_probe_exits_1_when_the_device_cannot_be_reached(
     gw, dev = pty_pair
     port = str(tmp_path / "no-such-tty") if where == "missing port" else gw
     site = _probe_site(tmp_path, [rtu("th", port, 9, timeout=0.2)])
-    async with RtuSim({1: _unit_context()}, serial_port=dev):
+    async with RtuSim({1: unit_context()}, serial_port=dev):
         code, out, err = await _archwatch(
             "probe", str(site), "nope" if where == "unknown device" else "th"
         )

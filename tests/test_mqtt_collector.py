@@ -4,150 +4,30 @@ keeps when the gateway dies, restarts or loses its session."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import textwrap
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
-from paho.mqtt import publish
-from paho.mqtt.enums import MQTTProtocolVersion
 
-from collectors.base import CollectorContext, SubmitResult
-from collectors.mqtt import MqttCollector, parse_broker_url
+from collectors.mqtt import parse_broker_url
 from gateway.clock import ManualClock
-from gateway.reading import Event, Reading, SensorKind
-from gateway.settings import Settings
-from gateway.site import Site, load_site
+from gateway.reading import SensorKind
+from tests.mqtt_helpers import (
+    JAN1_NS,
+    RecordingEvents,
+    RecordingSink,
+    make_collector,
+    plain_device,
+    pub,
+    running,
+    wait_for,
+    write_site,
+)
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.realserver
 
-JAN1_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 SECRET = "s3cret-broker-pw"
-WAIT_S = 60.0
-
-
-class RecordingSink:
-    """The pipeline's stand-in: records what it was handed and what it made durable.
-
-    ``block`` never returns (a gateway that dies mid-write); ``fail`` raises (a broken spool).
-    """
-
-    def __init__(self, *, block: bool = False, fail: bool = False) -> None:
-        self.block = block
-        self.fail = fail
-        self.seen: list[Reading] = []
-        self.stored: list[Reading] = []
-
-    async def submit(self, readings: Sequence[Reading]) -> SubmitResult:
-        self.seen.extend(readings)
-        if self.block:
-            await asyncio.Event().wait()
-        if self.fail:
-            raise OSError("disk full")
-        self.stored.extend(readings)
-        return SubmitResult(accepted=len(readings))
-
-    def values(self, sensor: str) -> list[float]:
-        return [r.value for r in self.stored if r.sensor == sensor]
-
-
-class RecordingEvents:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
-
-
-def write_site(path: Path, devices: str) -> Site:
-    path.write_text(
-        "site: {id: s1}\n"
-        "buildings:\n"
-        "  - id: b1\n"
-        "    rooms:\n"
-        "      - id: r1\n"
-        "        storage_class: paper\n"
-        "        devices:\n" + textwrap.indent(textwrap.dedent(devices), " " * 10),
-        encoding="utf-8",
-    )
-    return load_site(path)
-
-
-def make_collector(
-    site: Site,
-    url: str,
-    client_id: str,
-    sink: RecordingSink,
-    events: RecordingEvents | None = None,
-    clock: ManualClock | None = None,
-    *,
-    ack_on_receipt: bool = False,
-    check_interval: float | None = None,
-) -> MqttCollector:
-    ctx = CollectorContext(
-        settings=Settings(broker_url=url, mqtt_client_id=client_id),
-        site=site,
-        sink=sink,
-        events=events or RecordingEvents(),
-        clock=clock or ManualClock(),
-    )
-    placements = [p for p in site.placements() if p.device.protocol == "mqtt"]
-    return MqttCollector(
-        placements, ctx, ack_on_receipt=ack_on_receipt, check_interval=check_interval
-    )
-
-
-async def wait_for(cond: Callable[[], bool], what: str) -> None:
-    """Poll for a condition; the generous limit only turns a hang into a clear failure."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(collector: MqttCollector) -> AsyncIterator[asyncio.Task[None]]:
-    """Run the collector until the block ends (then cancel it, as a shutdown or a crash)."""
-    task = asyncio.create_task(collector.run())
-    try:
-        await wait_for(lambda: collector.connected or task.done(), "the collector to subscribe")
-        if task.done():
-            task.result()
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def pub(port: int, *msgs: tuple[str, str | bytes] | tuple[str, str | bytes, bool]) -> None:
-    """Publish at QoS 1 from a separate client; returns when the broker acknowledged all."""
-    batch = [
-        {"topic": m[0], "payload": m[1], "qos": 1, "retain": bool(m[2]) if len(m) > 2 else False}
-        for m in msgs
-    ]
-    await asyncio.to_thread(
-        publish.multiple,
-        batch,  # type: ignore[arg-type]
-        hostname="127.0.0.1",
-        port=port,
-        protocol=MQTTProtocolVersion.MQTTv311,
-    )
-
-
-@pytest.fixture
-def uid() -> str:
-    """Fresh client id and topic prefix: the shared broker keeps sessions between tests."""
-    return uuid.uuid4().hex[:10]
 
 
 async def test_plain_and_json_payloads_become_tagged_readings(
@@ -256,16 +136,7 @@ async def test_message_not_yet_spooled_when_the_gateway_dies_is_redelivered(
 async def test_a_failing_spool_holds_the_message_until_it_recovers(
     mosquitto: MosquittoServer, tmp_path: Path, uid: str
 ) -> None:
-    site = write_site(
-        tmp_path / "site.yaml",
-        f"""
-        - id: co2-1
-          protocol: mqtt
-          topic: t/{uid}/co2
-          sensors:
-            - {{id: r1-co2, kind: co2}}
-        """,
-    )
+    site = write_site(tmp_path / "site.yaml", plain_device("co2-1", f"t/{uid}/co2"))
     sink = RecordingSink(fail=True)
     collector = make_collector(site, mosquitto.url, f"test-{uid}", sink)
     async with running(collector):
@@ -279,16 +150,7 @@ async def test_broker_restart_mid_stream_loses_no_message(
     mosquitto: MosquittoServer, tmp_path: Path, uid: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="collectors.mqtt")
-    site = write_site(
-        tmp_path / "site.yaml",
-        f"""
-        - id: co2-1
-          protocol: mqtt
-          topic: t/{uid}/co2
-          sensors:
-            - {{id: r1-co2, kind: co2}}
-        """,
-    )
+    site = write_site(tmp_path / "site.yaml", plain_device("co2-1", f"t/{uid}/co2"))
     topic = f"t/{uid}/co2"
     url = f"mqtt://archwatch:{SECRET}@127.0.0.1:{mosquitto.port}"
     sink = RecordingSink()
@@ -324,16 +186,7 @@ async def test_resubscribes_on_reconnect_when_the_broker_lost_the_session(
     broker = MosquittoServer(tmp_path / "broker")
     broker.start()
     try:
-        site = write_site(
-            tmp_path / "site.yaml",
-            f"""
-            - id: co2-1
-              protocol: mqtt
-              topic: t/{uid}/co2
-              sensors:
-                - {{id: r1-co2, kind: co2}}
-            """,
-        )
+        site = write_site(tmp_path / "site.yaml", plain_device("co2-1", f"t/{uid}/co2"))
         sink = RecordingSink()
         collector = make_collector(site, broker.url, f"test-{uid}", sink)
         async with running(collector):
@@ -358,26 +211,8 @@ async def test_changed_topics_are_heard_although_the_session_persists(
 ) -> None:
     """telegraf#16038: the same client id with a changed site file must subscribe anew; the
     session's old subscription still delivers, and is ignored (and acknowledged)."""
-    old_site = write_site(
-        tmp_path / "old.yaml",
-        f"""
-        - id: co2-1
-          protocol: mqtt
-          topic: t/{uid}/old
-          sensors:
-            - {{id: r1-co2, kind: co2}}
-        """,
-    )
-    new_site = write_site(
-        tmp_path / "new.yaml",
-        f"""
-        - id: co2-1
-          protocol: mqtt
-          topic: t/{uid}/new
-          sensors:
-            - {{id: r1-co2, kind: co2}}
-        """,
-    )
+    old_site = write_site(tmp_path / "old.yaml", plain_device("co2-1", f"t/{uid}/old"))
+    new_site = write_site(tmp_path / "new.yaml", plain_device("co2-1", f"t/{uid}/new"))
     async with running(make_collector(old_site, mosquitto.url, f"test-{uid}", RecordingSink())):
         pass
     sink = RecordingSink()

@@ -6,38 +6,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from pathlib import Path
 
 import pytest
 
 from gateway.clock import ManualClock
-from tests.servers import MosquittoServer
-from tests.test_mqtt_collector import (
+from tests.mqtt_helpers import (
     JAN1_NS,
     RecordingEvents,
     RecordingSink,
+    by_sensor,
     make_collector,
     pub,
     running,
     wait_for,
     write_site,
 )
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.realserver
-
-
-@pytest.fixture
-def uid() -> str:
-    """Fresh client id and topic prefix: the shared broker keeps sessions between tests."""
-    return uuid.uuid4().hex[:10]
-
-
-def by_sensor(sink: RecordingSink) -> dict[str, list[tuple[float, int]]]:
-    out: dict[str, list[tuple[float, int]]] = {}
-    for r in sink.stored:
-        out.setdefault(r.sensor, []).append((r.value, r.ts_ns))
-    return out
 
 
 async def test_zigbee2mqtt_devices(mosquitto: MosquittoServer, tmp_path: Path, uid: str) -> None:

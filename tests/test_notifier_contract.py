@@ -9,6 +9,7 @@ appears in a log record (DEBUG included), an error text or a repr.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from alerting.contacts import ContactsFile
 from alerting.delivery import DeliveryPolicy, send_once
 from alerting.notifiers import NOTIFIERS, Attempt, Notifier, notifier_for
 from gateway.statedb import StateDB
+from tests import receiver as recording
 from tests.test_delivery_e2e import RecordingServer, make_batch, make_contacts, make_rig
 
 SECRET = "S3cr3tT0ken"
@@ -49,6 +51,12 @@ def _wechat(mp: pytest.MonkeyPatch, port: int) -> None:
     mp.setattr(wechat.NotifyWeChat, "notify_url", f"http://127.0.0.1:{port}/wechat")
     # Two requests per send (token, message) on one plugin object: skip the 5.5 s throttle.
     mp.setattr(wechat.NotifyWeChat, "request_rate_per_sec", 0)
+
+
+def _sms_provider(mp: pytest.MonkeyPatch, port: int) -> None:
+    # Aliyun and Tencent answer 200 with a body that says whether the SMS was accepted.
+    ok = {**json.loads(recording.OK_BODY), "Code": "OK", "Response": {"SendStatusSet": []}}
+    mp.setattr(recording, "OK_BODY", json.dumps(ok).encode())
 
 
 CASES = [
@@ -85,6 +93,22 @@ CASES = [
         "smseagle",
         lambda p: f"smseagle://{SECRET}sms@127.0.0.1:{p}/8613800000000",
         "/",
+    ),
+    Case(
+        "aliyunsms",
+        lambda p: (
+            f"aliyunsms://ak:{SECRET}ali@sign/SMS_1/13800000000?endpoint=http://127.0.0.1:{p}"
+        ),
+        "/",
+        _sms_provider,
+    ),
+    Case(
+        "tencentsms",
+        lambda p: (
+            f"tencentsms://id:{SECRET}tc@1400000001/s/1/13800000000?endpoint=http://127.0.0.1:{p}"
+        ),
+        "/",
+        _sms_provider,
     ),
     Case("json", lambda p: f"json://duty:{SECRET}json@127.0.0.1:{p}/hook", "/hook"),
     Case("ntfy", lambda p: f"ntfy://duty:{SECRET}ntfy@127.0.0.1:{p}/{SECRET}topic", "/"),

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from alerting.contacts import Contacts, ContactsFile
 from alerting.dispatch import NotificationSink
@@ -15,22 +11,6 @@ from alerting.templates import render
 from gateway.clock import ManualClock
 from gateway.statedb import StateDB
 from tests.test_delivery_e2e import make_batch
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.realserver)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[StateDB]:
-    state = StateDB(db_url)
-    state.migrate()
-    yield state
-    state.close()
 
 
 def contacts() -> Contacts:

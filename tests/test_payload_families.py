@@ -11,7 +11,6 @@ A new case is a new folder.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,7 +25,7 @@ from collectors.payloads.base import timestamp_ns
 from collectors.payloads.influx_line import parse_lines
 from gateway.configfile import ConfigError
 from gateway.reading import SensorKind
-from gateway.site import load_site
+from tests.mqtt_helpers import write_site
 
 CASES = Path(__file__).parent / "cases_payload"
 FAMILIES = ["zigbee2mqtt", "esphome", "tasmota", "shelly_ht", "influx_line"]
@@ -242,24 +241,9 @@ def test_availability_topics(family: str, topic: str | None) -> None:
 # -- the site file: format per device ----------------------------------------------------
 
 
-def _site(tmp_path: Path, devices: str) -> Any:
-    path = tmp_path / "site.yaml"
-    path.write_text(
-        "site: {id: s1}\n"
-        "buildings:\n"
-        "  - id: b1\n"
-        "    rooms:\n"
-        "      - id: r1\n"
-        "        storage_class: paper\n"
-        "        devices:\n" + textwrap.indent(textwrap.dedent(devices), " " * 10),
-        encoding="utf-8",
-    )
-    return load_site(path)
-
-
 def test_a_zigbee2mqtt_device_needs_no_json_paths(tmp_path: Path) -> None:
-    site = _site(
-        tmp_path,
+    site = write_site(
+        tmp_path / "site.yaml",
         """
         - id: z-1
           protocol: mqtt
@@ -292,15 +276,18 @@ def test_a_sensor_the_family_cannot_read_is_refused_at_load(
 ) -> None:
     fields = "".join(f"\n  {k}: {v}" for k, v in device.items())
     with pytest.raises(ConfigError) as info:
-        _site(tmp_path, f"- id: d-1\n  protocol: mqtt{fields}\n  sensors: [{{id: x, kind: door}}]")
+        write_site(
+            tmp_path / "site.yaml",
+            f"- id: d-1\n  protocol: mqtt{fields}\n  sensors: [{{id: x, kind: door}}]",
+        )
     assert problem in str(info.value)
 
 
 @pytest.mark.parametrize("key", ["field: temp", "match: {room: '101'}"])
 def test_field_and_match_are_for_line_protocol_only(tmp_path: Path, key: str) -> None:
     with pytest.raises(ConfigError, match="is for the influx_line format"):
-        _site(
-            tmp_path,
+        write_site(
+            tmp_path / "site.yaml",
             "- id: z-1\n  protocol: mqtt\n  format: zigbee2mqtt\n  topic: z/a\n"
             f"  sensors: [{{id: x, kind: temperature, {key}}}]",
         )
@@ -308,8 +295,8 @@ def test_field_and_match_are_for_line_protocol_only(tmp_path: Path, key: str) ->
 
 def test_two_sensors_reading_the_same_field_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="read the same topic"):
-        _site(
-            tmp_path,
+        write_site(
+            tmp_path / "site.yaml",
             """
             - id: z-1
               protocol: mqtt
@@ -323,8 +310,8 @@ def test_two_sensors_reading_the_same_field_are_refused(tmp_path: Path) -> None:
 
 
 def test_line_protocol_sensors_differ_by_tag_match(tmp_path: Path) -> None:
-    site = _site(
-        tmp_path,
+    site = write_site(
+        tmp_path / "site.yaml",
         """
         - id: tg-1
           protocol: mqtt

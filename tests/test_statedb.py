@@ -5,10 +5,7 @@ Every database test runs on SQLite (a file in tmp_path) and on the real PostgreS
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,31 +14,15 @@ from sqlalchemy import text
 
 from gateway import audit
 from gateway.statedb import StateDB, StateDBError, alembic_config, head_revision
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+from tests.db_helpers import spawn_workers, wait_for
 
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[StateDB]:
+    """Unlike the shared fixture, not migrated: the tests here migrate it themselves."""
     state = StateDB(db_url)
     yield state
     state.close()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_migrate_creates_the_schema_and_a_second_run_changes_nothing(db: StateDB) -> None:
@@ -83,16 +64,7 @@ db.close()
 def test_processes_starting_at_once_all_migrate(db_url: str, tmp_path: Path) -> None:
     go = tmp_path / "go"
     readies = [tmp_path / f"ready-{i}" for i in range(3)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", MIGRATE_WORKER, db_url, str(ready), str(go)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for ready in readies
-    ]
+    procs = spawn_workers(MIGRATE_WORKER, [[db_url, str(ready), str(go)] for ready in readies])
     try:
         wait_for(lambda: all(r.exists() for r in readies), "workers to start")
         go.touch()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from gateway.site import SensorRef, Site
 
 R = TypeVar("R", bound=RuleBase)
 NS = 1_000_000_000
+Scope = tuple[str, str]
 
 KIND_ZH: dict[SensorKind, str] = {
     SensorKind.TEMPERATURE: "温度",
@@ -74,6 +76,11 @@ def fmt(value: float) -> str:
 
 def ns_of(seconds: float) -> int:
     return round(seconds * NS)
+
+
+def scope_of(reading: Reading) -> Scope:
+    """The state key of a per-sensor evaluator: the sensor, and the drill kept apart."""
+    return (reading.sensor, reading.drill_id or "")
 
 
 class BaseEvaluator(Generic[R]):
@@ -155,6 +162,43 @@ class BaseEvaluator(Generic[R]):
 
     def on_tick(self, now_ns: int) -> list[Condition]:
         return []
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one reading means for its sensor: the Condition fields a rule kind decides."""
+
+    active: bool
+    value: float
+    summary: str
+    limit: str
+
+
+class PerReadingEvaluator(BaseEvaluator[R]):
+    """An evaluator that judges each reading of a watched sensor as it comes.
+
+    Every reading gives one Condition, labelled with its sensor (and drill); a kind only
+    implements ``judge``, with the room's overrides already applied to the rule.
+    """
+
+    def on_reading(self, reading: Reading) -> list[Condition]:
+        if not self.wants(reading):
+            return []
+        ref = self.refs[reading.sensor]
+        verdict = self.judge(reading, ref, self.rule_for(ref.room))
+        return [
+            self.condition(
+                self.labels(ref, reading.drill_id),
+                active=verdict.active,
+                at_ns=reading.ts_ns,
+                value=verdict.value,
+                summary=verdict.summary,
+                limit=verdict.limit,
+            )
+        ]
+
+    def judge(self, reading: Reading, ref: SensorRef, rule: R) -> Verdict:
+        raise NotImplementedError
 
 
 class RollingMinMax:

@@ -10,40 +10,23 @@ extremes age out of the window.
 
 from __future__ import annotations
 
-from alerting.evaluators.base import (
-    KIND_ZH,
-    BaseEvaluator,
-    RollingMinMax,
-    fmt,
-    ns_of,
-    register_evaluator,
-)
-from alerting.model import Condition
-from alerting.rules import FluctuationRule, RuleBase
+from alerting.evaluators.base import KIND_ZH, Verdict, fmt, ns_of, register_evaluator
+from alerting.evaluators.window import WindowEvaluator
+from alerting.rules import FluctuationRule
 from gateway.reading import Reading
-from gateway.site import Site
+from gateway.site import SensorRef
 
 
 @register_evaluator("fluctuation")
-class FluctuationEvaluator(BaseEvaluator[FluctuationRule]):
+class FluctuationEvaluator(WindowEvaluator[FluctuationRule]):
     """Per sensor (and drill): the rolling span against the profile's allowed span."""
 
     rule_type = FluctuationRule
 
-    def __init__(self, rule: RuleBase, site: Site) -> None:
-        super().__init__(rule, site)
-        self._windows: dict[tuple[str, str], RollingMinMax] = {}
-
-    def on_reading(self, reading: Reading) -> list[Condition]:
-        if not self.wants(reading):
-            return []
-        ref = self.refs[reading.sensor]
-        rule = self.rule_for(ref.room)
+    def judge(self, reading: Reading, ref: SensorRef, rule: FluctuationRule) -> Verdict:
         fluct = self.site.standards.get(ref.storage_class).fluctuation
         hours = rule.window_hours or fluct.window_hours
-        key = (reading.sensor, reading.drill_id or "")
-        window = self._windows.setdefault(key, RollingMinMax(ns_of(hours * 3600)))
-        window.add(reading.ts_ns, reading.value)
+        window = self.window(reading, ns_of(hours * 3600))
         span = window.max[1] - window.min[1]
         allowed = fluct.allowed_span(ref.kind.value)
         unit = reading.unit
@@ -53,13 +36,4 @@ class FluctuationEvaluator(BaseEvaluator[FluctuationRule]):
             f"{fmt(span)} {unit}（{fmt(window.min[1])}–{fmt(window.max[1])} {unit}），"
             f"允许 {fmt(allowed)} {unit}"
         )
-        return [
-            self.condition(
-                self.labels(ref, reading.drill_id),
-                active=span > allowed,
-                at_ns=reading.ts_ns,
-                value=span,
-                summary=summary,
-                limit=limit,
-            )
-        ]
+        return Verdict(span > allowed, span, summary, limit)

@@ -8,38 +8,21 @@ Active when that change is at least ``delta`` (inclusive); ``either`` watches bo
 
 from __future__ import annotations
 
-from alerting.evaluators.base import (
-    KIND_ZH,
-    BaseEvaluator,
-    RollingMinMax,
-    fmt,
-    ns_of,
-    register_evaluator,
-)
-from alerting.model import Condition
-from alerting.rules import RateOfChangeRule, RuleBase, format_duration
+from alerting.evaluators.base import KIND_ZH, Verdict, fmt, ns_of, register_evaluator
+from alerting.evaluators.window import WindowEvaluator
+from alerting.rules import RateOfChangeRule, format_duration
 from gateway.reading import Reading
-from gateway.site import Site
+from gateway.site import SensorRef
 
 
 @register_evaluator("rate_of_change")
-class RateOfChangeEvaluator(BaseEvaluator[RateOfChangeRule]):
+class RateOfChangeEvaluator(WindowEvaluator[RateOfChangeRule]):
     """Per sensor (and drill): rise or fall within the rolling window."""
 
     rule_type = RateOfChangeRule
 
-    def __init__(self, rule: RuleBase, site: Site) -> None:
-        super().__init__(rule, site)
-        self._windows: dict[tuple[str, str], RollingMinMax] = {}
-
-    def on_reading(self, reading: Reading) -> list[Condition]:
-        if not self.wants(reading):
-            return []
-        ref = self.refs[reading.sensor]
-        rule = self.rule_for(ref.room)
-        key = (reading.sensor, reading.drill_id or "")
-        window = self._windows.setdefault(key, RollingMinMax(ns_of(rule.window_s)))
-        window.add(reading.ts_ns, reading.value)
+    def judge(self, reading: Reading, ref: SensorRef, rule: RateOfChangeRule) -> Verdict:
+        window = self.window(reading, ns_of(rule.window_s))
         rise = reading.value - window.min[1]
         fall = window.max[1] - reading.value
         up = rule.direction in ("up", "either") and rise >= rule.delta
@@ -54,13 +37,4 @@ class RateOfChangeEvaluator(BaseEvaluator[RateOfChangeRule]):
             f"{'上升' if change >= 0 else '下降'} {fmt(abs(change))} {unit}，"
             f"现为 {fmt(reading.value)} {unit}"
         )
-        return [
-            self.condition(
-                self.labels(ref, reading.drill_id),
-                active=up or down,
-                at_ns=reading.ts_ns,
-                value=change,
-                summary=summary,
-                limit=limit,
-            )
-        ]
+        return Verdict(up or down, change, summary, limit)

@@ -7,37 +7,27 @@ the condition clears only at or below ``above - hysteresis`` (at or above
 
 from __future__ import annotations
 
-from alerting.evaluators.base import KIND_ZH, BaseEvaluator, fmt, register_evaluator
-from alerting.model import Condition
-from alerting.rules import RuleBase, ThresholdRule
+from alerting.evaluators.base import KIND_ZH, Verdict, fmt, register_evaluator
+from alerting.evaluators.hysteresis import HysteresisEvaluator
+from alerting.rules import ThresholdRule
 from gateway.reading import Reading
-from gateway.site import Site
+from gateway.site import SensorRef
 
 
 @register_evaluator("threshold")
-class ThresholdEvaluator(BaseEvaluator[ThresholdRule]):
+class ThresholdEvaluator(HysteresisEvaluator[ThresholdRule]):
     """Per sensor (and drill): above ``above`` or below ``below``."""
 
     rule_type = ThresholdRule
 
-    def __init__(self, rule: RuleBase, site: Site) -> None:
-        super().__init__(rule, site)
-        self._active: dict[tuple[str, str], bool] = {}
-
-    def on_reading(self, reading: Reading) -> list[Condition]:
-        if not self.wants(reading):
-            return []
-        ref = self.refs[reading.sensor]
-        rule = self.rule_for(ref.room)
+    def judge(self, reading: Reading, ref: SensorRef, rule: ThresholdRule) -> Verdict:
         value, h = reading.value, rule.hysteresis
-        key = (reading.sensor, reading.drill_id or "")
         too_high = rule.above is not None and value > rule.above
         too_low = rule.below is not None and value < rule.below
         cleared = (rule.above is None or value <= rule.above - h) and (
             rule.below is None or value >= rule.below + h
         )
-        active = too_high or too_low or (self._active.get(key, False) and not cleared)
-        self._active[key] = active
+        active = self.latch(reading, trip=too_high or too_low, clear=cleared)
         unit = reading.unit
         parts = []
         if rule.below is not None:
@@ -55,13 +45,4 @@ class ThresholdEvaluator(BaseEvaluator[ThresholdRule]):
             summary = f"{what}，低于 {fmt(rule.below or 0)} {unit}"
         else:
             summary = f"{what}，要求{limit}"
-        return [
-            self.condition(
-                self.labels(ref, reading.drill_id),
-                active=active,
-                at_ns=reading.ts_ns,
-                value=value,
-                summary=summary,
-                limit=limit,
-            )
-        ]
+        return Verdict(active, value, summary, limit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from alerting.notifiers.base import Notifier
+from alerting.notifiers.base import Attempt, Notifier
 from alerting.notifiers.registry import register
 
 
@@ -129,3 +129,71 @@ class NtfyNotifier(Notifier):
     body_limit = 4096
     limit_unit: ClassVar[Literal["bytes", "chars"]] = "bytes"
     host_is_secret = False
+
+
+_PROVIDER_CODE = re.compile(r"\bcode=([A-Za-z][\w.]*)")
+
+
+class _CloudSmsNotifier(Notifier):
+    """Aliyun and Tencent Cloud SMS: approved templates filled from the short text's fields.
+
+    The body is not sent as such (the provider sends its template), so its limit only bounds
+    what the fields are read from. Both answer errors as codes, often with HTTP 200: the
+    plugin logs ``code=...``, and throttling and provider faults are recoverable, a bad
+    signature, template, number or key is not. The apprise plugin is loaded (and apprise
+    imported) only when a URL of the scheme is first used.
+    """
+
+    body_limit = 500
+    short = True
+    host_is_secret = False
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._load_plugin()
+
+    def _load_plugin(self) -> None:
+        raise NotImplementedError
+
+    def _code_is_recoverable(self, code: str) -> bool:
+        raise NotImplementedError
+
+    def classify(self, attempt: Attempt) -> bool:
+        codes = [c for c in _PROVIDER_CODE.findall(attempt.detail) if c != "none"]
+        if codes and not attempt.invalid:
+            return self._code_is_recoverable(codes[-1])
+        return super().classify(attempt)
+
+
+@register
+class AliyunSmsNotifier(_CloudSmsNotifier):
+    """Aliyun SMS: ``aliyunsms://id:secret@sign/template/phone`` (see ``aliyun_sms``)."""
+
+    schemes = ("aliyunsms",)
+    channel = "aliyunsms"
+
+    def _load_plugin(self) -> None:
+        from alerting.notifiers import aliyun_sms  # noqa: F401  (registers the plugin)
+
+    def _code_is_recoverable(self, code: str) -> bool:
+        from alerting.notifiers import aliyun_sms
+
+        return aliyun_sms.is_recoverable(code)
+
+
+@register
+class TencentSmsNotifier(_CloudSmsNotifier):
+    """Tencent Cloud SMS: ``tencentsms://id:key@appid/sign/template/phone``."""
+
+    schemes = ("tencentsms",)
+    channel = "tencentsms"
+    # The SmsSdkAppId in the host is an account identifier, not shown.
+    host_is_secret = True
+
+    def _load_plugin(self) -> None:
+        from alerting.notifiers import tencent_sms  # noqa: F401  (registers the plugin)
+
+    def _code_is_recoverable(self, code: str) -> bool:
+        from alerting.notifiers import tencent_sms
+
+        return tencent_sms.is_recoverable(code)

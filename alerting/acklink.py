@@ -1,0 +1,525 @@
+"""Signed acknowledgement links and short codes: acknowledging an alert from a phone.
+
+A link binds one alert, one recipient (contact id), an expiry and a random nonce, signed with
+HMAC-SHA256 under the data directory's key (:meth:`gateway.settings.Settings.signing_key`).
+The token is URL-safe: ``base64url(payload) "." base64url(mac)``, where the payload is
+``alert_id|contact_id|expires_s|nonce``. Opening a link changes nothing; only
+:meth:`AckLinks.use` (the page's POST) does: it records the nonce in ``ack_link_uses`` (so the
+link works once, in every process, after restarts) and queues an ``ack_requests`` row in the
+same transaction, which the gateway's alert engine applies (:mod:`alerting.ackqueue`).
+
+SMS recipients get a six-digit code per alert instead (:meth:`AckLinks.issue_code`), stored
+as an HMAC under the same key, expiring like the link. Wrong codes are counted per contact in
+the audit log: after :data:`MAX_CODE_FAILURES` in :data:`CODE_FAILURE_WINDOW_S` further codes
+for that contact are refused until the window passes.
+
+Blocking (database); async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alerting.ack_models import AckCodeRow, AckLinkUseRow, AckRequestRow
+from alerting.model import NotificationBatch
+from alerting.outbox import NewMessage
+from alerting.state_models import AlertRow
+from alerting.templates import ack_text
+from gateway import audit
+from gateway.clock import Clock
+from gateway.reading import datetime_from_ns
+from gateway.standards import ID_PATTERN
+from gateway.statedb import StateDB
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = 24 * 3600
+PAGE_NONCE_TTL_S = 2 * 3600
+MAX_TOKEN_CHARS = 400
+MAX_NOTE_CHARS = 500
+CODE_DIGITS = 6
+MAX_CODE_FAILURES = 5
+CODE_FAILURE_WINDOW_S = 15 * 60
+# Links and codes go out for these message kinds; the others need no action.
+ACTIONABLE_KINDS = ("firing", "repeat", "escalation")
+_LINK_DOMAIN = b"archwatch-ack-link-v1\x00"
+_PAGE_DOMAIN = b"archwatch-ack-page-v1\x00"
+_CODE_DOMAIN = b"archwatch-ack-code-v1\x00"
+_MAC_BYTES = 16  # 128 bits: ample for a MAC that expires, and it keeps links short
+_S = 1_000_000_000
+_ID = re.compile(ID_PATTERN)
+
+
+class Verdict(StrEnum):
+    """What checking a link or code found."""
+
+    OK = "ok"
+    FORGED = "forged"
+    EXPIRED = "expired"
+    REPLAYED = "replayed"
+    UNKNOWN_ALERT = "unknown_alert"
+    ALREADY_ACKNOWLEDGED = "already_acknowledged"
+    RESOLVED = "resolved"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a correctly signed link says."""
+
+    alert_id: str
+    contact_id: str
+    expires_at_ns: int
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertInfo:
+    """The alert as the confirmation page shows it (from the state database)."""
+
+    id: str
+    state: str
+    severity: str
+    labels: dict[str, str]
+    summary: str
+    value: float | None
+    limit: str
+    started_at_ns: int
+    acked_by: str | None
+
+    @property
+    def room(self) -> str:
+        return self.labels.get("room") or self.labels.get("building") or "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A verdict with its reason (Chinese, shown to the person) and what is known."""
+
+    verdict: Verdict
+    reason: str
+    claims: Claims | None = None
+    alert: AlertInfo | None = None
+    contact_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == Verdict.OK
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class AckSigner:
+    """Signs and parses acknowledgement tokens, page nonces and code hashes (no I/O but the
+    key, read once from ``key`` when it is a callable)."""
+
+    def __init__(
+        self, key: bytes | Callable[[], bytes], clock: Clock, *, ttl_s: float = DEFAULT_TTL_S
+    ) -> None:
+        if ttl_s <= 0:
+            raise ValueError("the link lifetime must be positive")
+        self._key_source = key
+        self._key: bytes | None = key if isinstance(key, bytes) else None
+        self.clock = clock
+        self.ttl_s = ttl_s
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            assert callable(self._key_source)
+            self._key = self._key_source()
+        return self._key
+
+    def _mac(self, domain: bytes, payload: bytes) -> bytes:
+        return hmac.new(self.key, domain + payload, hashlib.sha256).digest()
+
+    def sign(self, alert_id: str, contact_id: str, *, ttl_s: float | None = None) -> str:
+        """A token for ``contact_id`` to acknowledge ``alert_id``, valid ``ttl_s`` seconds."""
+        for name, value in (("alert id", alert_id), ("contact id", contact_id)):
+            if not value or "|" in value:
+                raise ValueError(f"{name} {value!r} cannot be put in a link")
+        lifetime = self.ttl_s if ttl_s is None else ttl_s
+        expires_s = (self.clock.now_ns() + int(lifetime * _S)) // _S
+        nonce = secrets.token_hex(16)
+        payload = f"{alert_id}|{contact_id}|{expires_s}|{nonce}".encode()
+        return f"{_b64(payload)}.{_b64(self._mac(_LINK_DOMAIN, payload)[:_MAC_BYTES])}"
+
+    def parse(self, token: str) -> Claims | Check:
+        """The claims of a genuine, unexpired token, else a FORGED or EXPIRED check."""
+        claims = self._genuine(token)
+        if claims is None:
+            return Check(Verdict.FORGED, "链接无效：签名不符，可能被改动或不是本系统发出的。")
+        if self.clock.now_ns() >= claims.expires_at_ns:
+            return Check(
+                Verdict.EXPIRED,
+                "链接已过期，请在系统控制台或通过值班电话确认告警。",
+                claims=claims,
+                contact_id=claims.contact_id,
+            )
+        return claims
+
+    def _genuine(self, token: str) -> Claims | None:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+            return None
+        body, mac = token.split(".")
+        try:
+            payload, given = _unb64(body), _unb64(mac)
+        except (ValueError, binascii.Error):
+            return None
+        if not hmac.compare_digest(given, self._mac(_LINK_DOMAIN, payload)[:_MAC_BYTES]):
+            return None
+        try:
+            alert_id, contact_id, expires, nonce = payload.decode("utf-8").split("|")
+            return Claims(alert_id, contact_id, int(expires) * _S, nonce)
+        except (UnicodeDecodeError, ValueError):
+            return None  # signed by us but not a link (cannot happen unless the key is shared)
+
+    def page_nonce(self, token: str) -> str:
+        """The per-page nonce the confirmation form posts back with ``token`` (CSRF)."""
+        issued = str(self.clock.now_ns() // _S)
+        mac = self._mac(_PAGE_DOMAIN, f"{issued}|{token}".encode())
+        return f"{issued}.{_b64(mac[:_MAC_BYTES])}"
+
+    def check_page_nonce(self, token: str, nonce: str) -> bool:
+        """Whether ``nonce`` was made by :meth:`page_nonce` for ``token`` not long ago."""
+        issued, _, mac = nonce.partition(".")
+        if not issued.isdigit() or len(issued) > 12:
+            return False
+        try:
+            given = _unb64(mac)
+        except (ValueError, binascii.Error):
+            return False
+        want = self._mac(_PAGE_DOMAIN, f"{issued}|{token}".encode())[:_MAC_BYTES]
+        age_s = self.clock.now_ns() // _S - int(issued)
+        return hmac.compare_digest(given, want) and 0 <= age_s <= PAGE_NONCE_TTL_S
+
+    def code_hash(self, contact_id: str, code: str) -> str:
+        """The stored form of ``code`` (keyed: six digits are trivially brute-forced)."""
+        return self._mac(_CODE_DOMAIN, f"{contact_id}|{code}".encode()).hex()
+
+
+def link_url(public_url: str, token: str) -> str:
+    """Where the confirmation page of ``token`` is served."""
+    return f"{public_url.rstrip('/')}/ack/{token}"
+
+
+_UNKNOWN = "找不到这条告警，它可能已被清理。"
+
+
+class AckLinks:
+    """Links and codes against the state database: check, use, issue, and the outbox hook.
+
+    ``public_url`` is where the API serves ``/ack/<token>`` (:attr:`Settings.public_url`).
+    """
+
+    def __init__(
+        self,
+        db: StateDB,
+        signer: AckSigner,
+        *,
+        public_url: str,
+        code_ttl_s: float | None = None,
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.clock = signer.clock
+        self.public_url = public_url
+        self.code_ttl_s = signer.ttl_s if code_ttl_s is None else code_ttl_s
+
+    # --- links ---------------------------------------------------------------------------
+
+    def url_for(self, alert_id: str, contact_id: str) -> str:
+        return link_url(self.public_url, self.signer.sign(alert_id, contact_id))
+
+    def check(self, token: str) -> Check:
+        """What using ``token`` now would do; changes nothing (safe for GET and previews)."""
+        parsed = self.signer.parse(token)
+        if isinstance(parsed, Check):
+            return parsed
+        with self.db.session() as session:
+            return self._check(session, parsed)
+
+    def _check(self, session: Session, claims: Claims) -> Check:
+        used = session.get(AckLinkUseRow, claims.nonce)
+        if used is not None:
+            return Check(
+                Verdict.REPLAYED,
+                "此链接已使用过，每个链接只能确认一次。",
+                claims=claims,
+                contact_id=claims.contact_id,
+            )
+        return self._alert_check(session, claims.alert_id, claims.contact_id, claims)
+
+    def _alert_check(
+        self, session: Session, alert_id: str, contact_id: str, claims: Claims | None
+    ) -> Check:
+        row = session.get(AlertRow, alert_id)
+        if row is None:
+            return Check(Verdict.UNKNOWN_ALERT, _UNKNOWN, claims=claims, contact_id=contact_id)
+        info = AlertInfo(
+            id=row.id,
+            state=row.state,
+            severity=row.severity,
+            labels={str(k): str(v) for k, v in json.loads(row.labels).items()},
+            summary=row.summary,
+            value=row.value,
+            limit=row.limit_text,
+            started_at_ns=row.started_at_ns,
+            acked_by=row.acked_by,
+        )
+
+        def found(verdict: Verdict, reason: str) -> Check:
+            return Check(verdict, reason, claims=claims, alert=info, contact_id=contact_id)
+
+        if row.state == "resolved":
+            return found(Verdict.RESOLVED, "这条告警已恢复，无需再确认。")
+        if row.state == "acknowledged":
+            return found(
+                Verdict.ALREADY_ACKNOWLEDGED, f"这条告警已由 {row.acked_by or '他人'} 确认。"
+            )
+        pending = session.execute(
+            select(AckRequestRow.user)
+            .where(AckRequestRow.alert_id == alert_id, AckRequestRow.status == "pending")
+            .limit(1)
+        ).scalar_one_or_none()
+        if pending is not None:
+            return found(Verdict.ALREADY_ACKNOWLEDGED, f"{pending} 已提交确认，系统正在处理。")
+        if row.state != "firing":
+            return found(Verdict.UNKNOWN_ALERT, "这条告警尚未触发，暂时无法确认。")
+        return found(Verdict.OK, "可以确认。")
+
+    def use(self, token: str, note: str = "") -> Check:
+        """Acknowledge with ``token``: record its nonce and queue the request, at most once.
+
+        Audited as ``ack_link.used`` or ``ack_link.refused`` (never with the token).
+        """
+        parsed = self.signer.parse(token)
+        if isinstance(parsed, Check):
+            return self.record_refusal(parsed, via="link")
+        claims, now = parsed, self.clock.now_ns()
+        request_id = 0
+        try:
+            with self.db.session(write=True) as session:
+                result = self._check(session, claims)
+                if result.ok:
+                    session.add(
+                        AckLinkUseRow(
+                            nonce=claims.nonce,
+                            alert_id=claims.alert_id,
+                            contact_id=claims.contact_id,
+                            via="link",
+                            used_at_ns=now,
+                            expires_at_ns=claims.expires_at_ns,
+                        )
+                    )
+                    request_id = _queue(
+                        session, claims.alert_id, claims.contact_id, note, "link", now
+                    )
+        except IntegrityError:
+            # Another process used the nonce between our check and insert (PostgreSQL).
+            result = Check(
+                Verdict.REPLAYED,
+                "此链接已使用过，每个链接只能确认一次。",
+                claims=claims,
+                contact_id=claims.contact_id,
+            )
+        if not result.ok:
+            return self.record_refusal(result, via="link")
+        self._audit(
+            "ack_link.used", claims.contact_id, claims.alert_id, via="link", request=request_id
+        )
+        return replace(result, detail={"request_id": request_id})
+
+    def record_refusal(self, check: Check, *, via: str) -> Check:
+        """Audit a refused link or code (``ack_link.refused`` with its verdict)."""
+        actor = check.contact_id or "anonymous"
+        target = check.alert.id if check.alert else (check.claims.alert_id if check.claims else "")
+        self._audit("ack_link.refused", actor, target, via=via, verdict=check.verdict.value)
+        return check
+
+    # --- short codes ---------------------------------------------------------------------
+
+    def issue_code(self, alert_id: str, contact_id: str) -> str:
+        """A new code for ``contact_id`` to acknowledge ``alert_id``; only its hash is kept."""
+        with self.db.session(write=True) as session:
+            return self._issue_code(session, alert_id, contact_id)
+
+    def _issue_code(self, session: Session, alert_id: str, contact_id: str) -> str:
+        now = self.clock.now_ns()
+        while True:
+            code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+            digest = self.signer.code_hash(contact_id, code)
+            # Unique among this contact's live codes, so a code names one alert.
+            clash = session.execute(
+                select(AckCodeRow.id).where(
+                    AckCodeRow.contact_id == contact_id,
+                    AckCodeRow.code_hash == digest,
+                    AckCodeRow.expires_at_ns > now,
+                )
+            ).first()
+            if clash is None:
+                break
+        session.add(
+            AckCodeRow(
+                contact_id=contact_id,
+                code_hash=digest,
+                alert_id=alert_id,
+                created_at_ns=now,
+                expires_at_ns=now + int(self.code_ttl_s * _S),
+            )
+        )
+        return code
+
+    def acknowledge_by_code(self, code: str, contact_id: str, note: str = "") -> Check:
+        """Acknowledge the alert ``code`` was issued to ``contact_id`` for (once)."""
+        code = code.strip()
+        if not _ID.match(contact_id) or len(contact_id) > 64:
+            wrong = Check(Verdict.FORGED, "联系人编号或确认码不正确。")
+            return self.record_refusal(wrong, via="code")
+        now = self.clock.now_ns()
+        since = datetime_from_ns(now - CODE_FAILURE_WINDOW_S * _S)
+        failures = audit.count(self.db, actor=contact_id, action="ack_link.refused", since=since)
+        if failures >= MAX_CODE_FAILURES:
+            minutes = CODE_FAILURE_WINDOW_S // 60
+            reason = f"错误次数过多，请 {minutes} 分钟后再试，或联系值班人员。"
+            return Check(Verdict.TOO_MANY_ATTEMPTS, reason, contact_id=contact_id)
+        request_id = 0
+        with self.db.session(write=True) as session:
+            result, row = self._code_check(session, code, contact_id, now)
+            if result.ok and result.alert is not None and row is not None:
+                row.used_at_ns = now
+                request_id = _queue(session, result.alert.id, contact_id, note, "code", now)
+        if not result.ok or result.alert is None:
+            return self.record_refusal(result, via="code")
+        self._audit("ack_link.used", contact_id, result.alert.id, via="code", request=request_id)
+        return replace(result, detail={"request_id": request_id})
+
+    def _code_check(
+        self, session: Session, code: str, contact_id: str, now: int
+    ) -> tuple[Check, AckCodeRow | None]:
+        wrong = Check(Verdict.FORGED, "联系人编号或确认码不正确。", contact_id=contact_id)
+        if len(code) != CODE_DIGITS or not code.isdigit() or not code.isascii():
+            return wrong, None
+        rows = (
+            session.execute(
+                select(AckCodeRow)
+                .where(
+                    AckCodeRow.contact_id == contact_id,
+                    AckCodeRow.code_hash == self.signer.code_hash(contact_id, code),
+                )
+                .order_by(AckCodeRow.id.desc())
+            )
+            .scalars()
+            .all()
+        )
+        if not rows:
+            return wrong, None
+        live = [r for r in rows if r.used_at_ns is None and r.expires_at_ns > now]
+        if not live:
+            if any(r.used_at_ns is not None for r in rows):
+                return Check(Verdict.REPLAYED, "此确认码已使用过。", contact_id=contact_id), None
+            return Check(Verdict.EXPIRED, "确认码已过期。", contact_id=contact_id), None
+        return self._alert_check(session, live[0].alert_id, contact_id, None), live[0]
+
+    # --- the outbox hook -----------------------------------------------------------------
+
+    def decorate(
+        self,
+        batch: NotificationBatch | None,
+        messages: Sequence[NewMessage],
+        languages: Mapping[str, str],
+    ) -> list[NewMessage]:
+        """``messages`` with each recipient's own links (body) and codes (SMS short body)
+        for the alerts they name; ``batch`` (when known) names their rooms.
+
+        Blocking: codes are stored in one transaction before the messages are enqueued.
+        """
+        if not any(m.kind in ACTIONABLE_KINDS and m.alert_ids for m in messages):
+            return list(messages)
+        rooms = {a.id: a.labels.get("room", "") for a in batch.alerts} if batch else {}
+        out = []
+        with self.db.session(write=True) as session:
+            for message in messages:
+                if message.kind not in ACTIONABLE_KINDS:
+                    out.append(message)
+                    continue
+                contact = message.contact_id
+                language = languages.get(contact, "zh")
+                ids = list(message.alert_ids)
+                links = [(rooms.get(a, ""), self.url_for(a, contact)) for a in ids[:5]]
+                codes = [(rooms.get(a, ""), self._issue_code(session, a, contact)) for a in ids[:2]]
+                body_extra = ack_text(links=links, codes=codes, language=language)
+                short_extra = ack_text(links=[], codes=codes, language=language, short=True)
+                out.append(
+                    replace(
+                        message,
+                        body=f"{message.body}\n{body_extra}" if body_extra else message.body,
+                        short_body=(
+                            f"{message.short_body} {short_extra}"
+                            if message.short_body is not None and short_extra
+                            else message.short_body
+                        ),
+                    )
+                )
+        return out
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _audit(self, action: str, actor: str, target: str, **detail: Any) -> None:
+        try:
+            audit.append(
+                self.db,
+                actor=actor[:64] or "anonymous",
+                action=action,
+                target=target,
+                detail={k: v for k, v in detail.items() if v is not None},
+                now=datetime_from_ns(self.clock.now_ns()),
+            )
+        except ValueError:
+            # A NUL in a forged contact id: audit the refusal without it.
+            audit.append(
+                self.db,
+                actor="anonymous",
+                action=action,
+                target="",
+                detail={k: v for k, v in detail.items() if v is not None},
+                now=datetime_from_ns(self.clock.now_ns()),
+            )
+
+
+def _queue(session: Session, alert_id: str, user: str, note: str, via: str, now: int) -> int:
+    row = AckRequestRow(
+        alert_id=alert_id,
+        user=user,
+        note=note[:MAX_NOTE_CHARS],
+        via=via,
+        created_at_ns=now,
+        status="pending",
+    )
+    session.add(row)
+    session.flush()
+    return row.id
