@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory are measured and reported here, never asserted in tests."""
