@@ -1,8 +1,8 @@
 """The FastAPI application: :func:`create_app` builds it from the settings.
 
 The API process shares the state database with the gateway (SQLite in WAL mode, or
-PostgreSQL); it never talks to the gateway directly. For now it serves the acknowledgement
-page (``api.routes.ack``); the API issue adds the rest.
+PostgreSQL); it never talks to the gateway directly. It serves the acknowledgement page
+(``api.routes.ack``), login, users and API keys, health, readiness and metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from alerting.acklink import AckLinks, AckSigner
 from api.deps import AppContext
-from api.routes import ack
+from api.routes import ack, apikeys, health, login, users
+from api.security import Tokens
 from gateway.clock import Clock, SystemClock
 from gateway.datadir import DataDir
 from gateway.settings import Settings
@@ -37,6 +38,11 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+def describe_metrics(context: AppContext) -> None:
+    """HELP and TYPE of the API process's own counters."""
+    context.metrics.describe("api_logins", "counter", "Password logins by result.")
+
+
 def create_app(
     settings: Settings, *, db: StateDB | None = None, clock: Clock | None = None
 ) -> FastAPI:
@@ -53,7 +59,9 @@ def create_app(
         links=AckLinks(db, signer, public_url=settings.public_url),
         templates=templates(),
         clock=clock,
+        tokens=Tokens(settings.signing_key, clock),
     )
+    describe_metrics(context)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -68,4 +76,8 @@ def create_app(
     app = FastAPI(title="archwatch", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = context
     app.include_router(ack.router)
+    app.include_router(health.router)
+    app.include_router(login.router)
+    app.include_router(users.router)
+    app.include_router(apikeys.router)
     return app

@@ -9,7 +9,7 @@ import signal
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -17,6 +17,9 @@ from gateway import __version__
 from gateway.configfile import ConfigError, load_model, read_yaml
 from gateway.logs import setup_logging
 from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.statedb import StateDB
 
 DATA_DIR_HELP = (
     "Folder for the spool, embedded store, state database and key (env ARCHWATCH_DATA_DIR)."
@@ -271,7 +274,7 @@ def probe(site_file: Path, device_id: str) -> None:
 def api(
     host: str, port: int, data_dir: Path | None, settings_file: Path | None, log_level: str
 ) -> None:
-    """Serve the API (for now: the acknowledgement page of notification links)."""
+    """Serve the API: acknowledgement page, login, users, API keys, health and metrics."""
     import uvicorn
 
     from api.main import create_app
@@ -309,6 +312,131 @@ def audit_verify(data_dir: Path | None, settings_file: Path | None) -> None:
         sys.exit(0)
     click.echo(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", err=True)
     sys.exit(1)
+
+
+def _state_db(data_dir: Path | None, settings_file: Path | None) -> StateDB:
+    """The configured state database, migrated."""
+    from gateway.datadir import DataDir
+    from gateway.statedb import StateDB
+
+    settings = _settings(data_dir, settings_file)
+    db = StateDB(DataDir(settings.data_dir).ensure().state_db_url(settings.state_db_url))
+    db.migrate()
+    return db
+
+
+_ROLE_NAMES = ["keeper", "security", "inspector", "drill_coordinator", "admin"]
+
+
+@main.group()
+def user() -> None:
+    """API and console users."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(_ROLE_NAMES))
+@click.option("--building", "buildings", multiple=True, help="A building a keeper sees.")
+@click.option("--display-name", default="", help="Name shown in the console.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_dir_option
+@settings_option
+def user_add(
+    username: str,
+    roles: tuple[str, ...],
+    buildings: tuple[str, ...],
+    display_name: str,
+    password_stdin: bool,
+    data_dir: Path | None,
+    settings_file: Path | None,
+) -> None:
+    """Create a user (the first admin included); there is no default password."""
+    import re
+    from datetime import UTC, datetime
+
+    from api import accounts
+    from api.models import Role
+    from api.schemas import USERNAME_PATTERN
+    from api.security import PasswordPolicyError, check_password_policy
+    from gateway import audit as audit_log
+
+    if not re.match(USERNAME_PATTERN, username):
+        raise click.BadParameter("letters, digits and _ . @ - (at most 64)", param_hint="USERNAME")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_policy(password)
+    except PasswordPolicyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    db = _state_db(data_dir, settings_file)
+    try:
+        created = accounts.create_user(
+            db,
+            username=username,
+            password=password,
+            roles=[Role(r) for r in roles],
+            display_name=display_name,
+            buildings=buildings,
+            now=datetime.now(UTC),
+        )
+        audit_log.append(
+            db,
+            actor="cli",
+            action="user.create",
+            target=f"user:{created.username}",
+            detail={"roles": list(created.roles), "buildings": list(created.buildings)},
+        )
+    except accounts.UsernameTaken as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        db.close()
+    click.echo(f"created user {created.username} (id {created.id}): {', '.join(created.roles)}")
+
+
+@main.group()
+def apikey() -> None:
+    """API keys for machines (Grafana, scripts)."""
+
+
+@apikey.command("create")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(_ROLE_NAMES))
+@data_dir_option
+@settings_option
+def apikey_create(
+    name: str, roles: tuple[str, ...], data_dir: Path | None, settings_file: Path | None
+) -> None:
+    """Create an API key and print it once: it cannot be shown again."""
+    import re
+    from datetime import UTC, datetime
+
+    from api import accounts
+    from api.models import Role
+    from gateway import audit as audit_log
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_. -]{0,63}$", name):
+        raise click.BadParameter("letters, digits, space and _ . - (at most 64)", param_hint="NAME")
+    db = _state_db(data_dir, settings_file)
+    try:
+        key, secret = accounts.create_api_key(
+            db, name=name, roles=[Role(r) for r in roles], created_by="cli", now=datetime.now(UTC)
+        )
+        audit_log.append(
+            db,
+            actor="cli",
+            action="apikey.create",
+            target=f"apikey:{key.id}",
+            detail={"name": key.name, "prefix": key.prefix, "roles": list(key.roles)},
+        )
+    finally:
+        db.close()
+    click.echo(f"created API key {key.name} (id {key.id}): {', '.join(key.roles)}", err=True)
+    click.echo("store it now; it is not shown again:", err=True)
+    click.echo(secret)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "alerting.outbox",
     "alerting.escalation_models",
     "alerting.ack_models",
+    "api.models",
 )
 
 

@@ -33,6 +33,11 @@ INFLUXD_CACHE = (
 )
 
 
+# Requests the tests make to InfluxDB themselves (not the gateway's): httpx's default of 5 s
+# is short for a DROP DATABASE or a count on a loaded CI machine.
+HTTP_TIMEOUT_S = 60.0
+
+
 class ServerStartError(RuntimeError):
     """A real server the tests need could not be started: fail, never skip."""
 
@@ -168,7 +173,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         while True:
             try:
                 r = httpx.post(
-                    f"{self.url}/query", params={"q": f"CREATE DATABASE {self.database}"}
+                    f"{self.url}/query",
+                    params={"q": f"CREATE DATABASE {self.database}"},
+                    timeout=HTTP_TIMEOUT_S,
                 )
                 if r.status_code == 200:
                     return
@@ -180,7 +187,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def query(self, q: str, db: str | None = None) -> dict[str, object]:
         r = httpx.get(
-            f"{self.url}/query", params={"db": db or self.database, "q": q, "epoch": "ns"}
+            f"{self.url}/query",
+            params={"db": db or self.database, "q": q, "epoch": "ns"},
+            timeout=HTTP_TIMEOUT_S,
         )
         r.raise_for_status()
         result: dict[str, object] = r.json()
@@ -189,10 +198,14 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def reset(self) -> None:
         """Empty the test database between tests."""
         httpx.post(
-            f"{self.url}/query", params={"q": f"DROP DATABASE {self.database}"}
+            f"{self.url}/query",
+            params={"q": f"DROP DATABASE {self.database}"},
+            timeout=HTTP_TIMEOUT_S,
         ).raise_for_status()
         httpx.post(
-            f"{self.url}/query", params={"q": f"CREATE DATABASE {self.database}"}
+            f"{self.url}/query",
+            params={"q": f"CREATE DATABASE {self.database}"},
+            timeout=HTTP_TIMEOUT_S,
         ).raise_for_status()
 
 

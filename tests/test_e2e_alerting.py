@@ -361,10 +361,15 @@ async def test_sigkill_between_firing_and_delivery_delivers_exactly_once(
     try:
         if kill_at == "before-delivery":
             gw.spawn()
+            # The delivery worker may try the new row before the dispatcher has marked the
+            # batch handed over (the next statement): wait for both, not only the attempt.
             await smoke_until(
                 publisher,
                 files.topic,
-                lambda: any(n >= 1 for _, _, n in query(data_dir, OUTBOX)),
+                lambda: (
+                    any(n >= 1 for _, _, n in query(data_dir, OUTBOX))
+                    and query(data_dir, NFLOG_BATCHES) == [("firing", 1)]
+                ),
                 "a refused delivery attempt",
             )
             gw.kill()

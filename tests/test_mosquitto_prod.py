@@ -175,7 +175,7 @@ def test_the_tls_listener_accepts_a_client_trusting_the_site_ca(
     ):
         assert dev.connected.is_set()
         _subscribe_all(gw)
-        dev.paho.publish("archwatch/s1/b1/r1/dev-a", b"over tls", qos=1).wait_for_publish(5)
+        dev.paho.publish("archwatch/s1/b1/r1/dev-a", b"over tls", qos=1).wait_for_publish(TIMEOUT)
         _wait_until(lambda: gw.received(), "the TLS client's message")
     assert gw.received() == [("archwatch/s1/b1/r1/dev-a", b"over tls")]
 
