@@ -36,11 +36,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 
 from alerting.contacts import Contacts
+from alerting.dispatch import snapshot
 from alerting.escalation_models import EscalationRow, EscalationStepRow
-from alerting.model import AlertSnapshot, AlertState, Severity
+from alerting.model import AlertSnapshot, AlertState
 from alerting.outbox import Outbox
 from alerting.roster import EscalationConfig, Tier
-from alerting.state_models import AlertRow, NflogBatchRow, NflogEntryRow, NflogRecipientRow
+from alerting.state_models import (
+    AlertRow,
+    NflogBatchRow,
+    NflogEntryRow,
+    NflogRecipientRow,
+    alert_from_row,
+)
 from alerting.templates import SEVERITY, alert_line, room_label
 from gateway import audit
 from gateway.clock import Clock
@@ -98,24 +105,6 @@ class Step:
     due_at_ns: int
     recipients: tuple[str, ...]
     drill: bool
-
-
-def _snapshot(row: AlertRow) -> AlertSnapshot:
-    return AlertSnapshot(
-        id=row.id,
-        fingerprint=row.fingerprint,
-        rule_id=row.rule_id,
-        rule_kind=row.rule_kind,
-        severity=Severity(row.severity),
-        labels=json.loads(row.labels),
-        state=AlertState(row.state),
-        value=row.value,
-        summary=row.summary,
-        limit=row.limit_text,
-        started_at_ns=row.started_at_ns,
-        fired_at_ns=row.fired_at_ns,
-        drill_id=row.drill_id,
-    )
 
 
 def render_step(
@@ -314,7 +303,7 @@ class EscalationManager:
                 known = firing.get(alert_row.id)
                 if known is None or at_ns < known.first_notice_ns:
                     firing[alert_row.id] = _Firing(
-                        _snapshot(alert_row), batch_id, int(at_ns), frozenset()
+                        snapshot(alert_from_row(alert_row)), batch_id, int(at_ns), frozenset()
                     )
             if firing:
                 told: dict[str, set[str]] = {}

@@ -132,7 +132,7 @@ def save_alerts(db: StateDB, alerts: Iterable[Alert]) -> None:
             row.resolved_at_ns = alert.resolved_at_ns
 
 
-def _to_alert(row: AlertRow) -> Alert:
+def alert_from_row(row: AlertRow) -> Alert:
     return Alert(
         id=row.id,
         fingerprint=row.fingerprint,
@@ -170,7 +170,7 @@ def load_live_alerts(db: StateDB) -> list[Alert]:
     )
     query = select(AlertRow).where(or_(AlertRow.state != AlertState.RESOLVED.value, awaiting))
     with db.session() as session:
-        return [_to_alert(row) for row in session.execute(query).scalars()]
+        return [alert_from_row(row) for row in session.execute(query).scalars()]
 
 
 def query_alerts(
@@ -197,7 +197,7 @@ def query_alerts(
     if room is None:
         query = query.limit(limit)
     with db.session() as session:
-        alerts = [_to_alert(row) for row in session.execute(query).scalars()]
+        alerts = [alert_from_row(row) for row in session.execute(query).scalars()]
     if room is not None:
         # Labels are JSON text: filtered here rather than with dialect-specific JSON SQL.
         alerts = [a for a in alerts if a.labels.get("room") == room]
