@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from apprise.url import PrivacyMode
 
 from alerting.notifiers.cloud_sms import CloudSmsPlugin, register
 
@@ -178,16 +177,7 @@ class NotifyAliyunSms(CloudSmsPlugin):
         return self._failed(reply.status_code, code, message)
 
     def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
-        params = self._common_url_params(privacy, *args, **kwargs)
-        return "{schema}://{key}:{secret}@{sign}/{template}/{targets}/?{params}".format(
-            schema=SCHEME,
-            key=self.pprint(self.key_id, privacy, mode=PrivacyMode.Secret, safe=""),
-            secret=self.pprint(self.key_secret, privacy, mode=PrivacyMode.Secret, safe=""),
-            sign=self.quote(self.sign_name, safe=""),
-            template=self.quote(self.template, safe=""),
-            targets="/".join(self.quote(t, safe="") for t in self.targets),
-            params=self.urlencode(params),
-        )
+        return self._format_url(SCHEME, self.sign_name, [self.template], privacy, *args, **kwargs)
 
     @property
     def url_identifier(self) -> tuple[str, str, str, str]:

@@ -25,6 +25,7 @@ import apprise.exception
 import apprise.manager_plugins
 import apprise.plugins.base
 from apprise.common import NotifyType
+from apprise.url import PrivacyMode
 
 from alerting.templates import KIND, SEVERITY
 
@@ -204,6 +205,22 @@ class CloudSmsPlugin(NotifyBase):  # type: ignore[misc]
 
     def _send_sms(self, values: Mapping[str, str]) -> str | None:
         raise NotImplementedError
+
+    def _format_url(
+        self, scheme: str, host: str, path: list[str], privacy: bool, *args: Any, **kwargs: Any
+    ) -> str:
+        """``scheme://key:secret@host/path.../targets.../?params``, secrets masked on privacy."""
+        params = self._common_url_params(privacy, *args, **kwargs)
+        secret = PrivacyMode.Secret
+        segments = "/".join(self.quote(p, safe="") for p in [*path, *self.targets])
+        return "{schema}://{key}:{secret}@{host}/{segments}/?{params}".format(
+            schema=scheme,
+            key=self.pprint(self.key_id, privacy, mode=secret, safe=""),
+            secret=self.pprint(self.key_secret, privacy, mode=secret, safe=""),
+            host=self.quote(host, safe=""),
+            segments=segments,
+            params=self.urlencode(params),
+        )
 
     def _failed(self, status: int, code: str, message: str) -> str:
         """Log one failure line the archwatch notifier can classify; return the code.

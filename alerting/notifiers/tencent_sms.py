@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from apprise.url import PrivacyMode
 
 from alerting.notifiers.cloud_sms import (
     AppriseImproperlyConfigured,
@@ -242,16 +241,8 @@ class NotifyTencentSms(CloudSmsPlugin):
         return self._failed(reply.status_code, code, message)
 
     def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
-        params = self._common_url_params(privacy, *args, **kwargs)
-        return "{schema}://{key}:{secret}@{app}/{sign}/{template}/{targets}/?{params}".format(
-            schema=SCHEME,
-            key=self.pprint(self.key_id, privacy, mode=PrivacyMode.Secret, safe=""),
-            secret=self.pprint(self.key_secret, privacy, mode=PrivacyMode.Secret, safe=""),
-            app=self.quote(self.sdk_app_id, safe=""),
-            sign=self.quote(self.sign_name, safe=""),
-            template=self.quote(self.template, safe=""),
-            targets="/".join(self.quote(t, safe="") for t in self.targets),
-            params=self.urlencode(params),
+        return self._format_url(
+            SCHEME, self.sdk_app_id, [self.sign_name, self.template], privacy, *args, **kwargs
         )
 
     @property
