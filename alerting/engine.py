@@ -28,6 +28,7 @@ from alerting.lifecycle import SYSTEM_ACTOR, Alert, AlertError, Lifecycle, Trans
 from alerting.model import AlertSnapshot, AlertState, Condition, NotificationBatch, Severity
 from alerting.nflog import NotificationLog
 from alerting.silence import Matcher, Silence, Silencer
+from alerting.ticker import tick_forever
 from collectors.base import EventSink
 from gateway import audit
 from gateway.clock import Clock
@@ -172,18 +173,7 @@ class AlertEngine:
 
     async def run(self) -> None:
         """Tick every ``tick_s`` seconds until cancelled; a failing tick is logged, not fatal."""
-        failing = False
-        while True:
-            try:
-                await self.tick()
-                if failing:
-                    log.info("alert engine ticks again")
-                failing = False
-            except Exception:
-                if not failing:
-                    log.exception("alert engine tick failed; retrying every %.1f s", self.tick_s)
-                failing = True
-            await asyncio.sleep(self.tick_s)
+        await tick_forever(self.tick, self.tick_s, "alert engine", log)
 
     # --- operator actions ----------------------------------------------------------------
 

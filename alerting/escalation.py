@@ -49,6 +49,7 @@ from alerting.state_models import (
     alert_from_row,
 )
 from alerting.templates import SEVERITY, alert_line, room_label
+from alerting.ticker import tick_forever
 from gateway import audit
 from gateway.clock import Clock
 from gateway.reading import datetime_from_ns
@@ -175,18 +176,7 @@ class EscalationManager:
 
     async def run(self) -> None:
         """Tick every ``tick_s`` seconds until cancelled; a failing tick is logged once."""
-        failing = False
-        while True:
-            try:
-                await self.tick()
-                if failing:
-                    log.info("escalation ticks again")
-                failing = False
-            except Exception:
-                if not failing:
-                    log.exception("escalation tick failed; retrying every %.1f s", self.tick_s)
-                failing = True
-            await asyncio.sleep(self.tick_s)
+        await tick_forever(self.tick, self.tick_s, "escalation", log)
 
     async def tick(self, now_ns: int | None = None) -> list[Step]:
         """Tell every tier due at ``now_ns`` (default: the clock); return what was told."""
