@@ -46,7 +46,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from collectors.base import CollectorContext, DeviceStatus, register
-from collectors.payload import PayloadError, PayloadFormat, Target, format_for, parse_path
+from collectors.payloads import PayloadError, PayloadFormat, Target, format_for
+from collectors.payloads.base import parse_path
 from collectors.sequence import Gap, SequenceTracker
 from gateway.reading import Event, Reading
 from gateway.settings import redact_url

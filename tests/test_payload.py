@@ -9,18 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.payload import (
+from collectors.payloads import (
     FORMATS,
     Decoded,
-    JsonFormat,
     PayloadError,
     PayloadFormat,
     Target,
     format_for,
     get_format,
-    parse_path,
     register_format,
 )
+from collectors.payloads.base import parse_path
+from collectors.payloads.jsondoc import JsonFormat
 from gateway.reading import SensorKind
 
 T = SensorKind.TEMPERATURE
