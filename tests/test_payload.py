@@ -171,6 +171,7 @@ def test_payload_without_its_timestamp_gets_the_receive_time() -> None:
         [1],
         0,
         -5,
+        2e-196,  # positive, but below one nanosecond after the epoch
         10**14,  # microseconds or nanoseconds: not guessed
         "1969-12-31T00:00:00Z",
     ],

@@ -314,11 +314,13 @@ def timestamp_ns(value: object, zone: tzinfo | None = None) -> int:
         raise PayloadError(BAD_TIMESTAMP, f"{short(str(value))!r} is not a number") from None
     if not epoch.is_finite() or epoch <= 0:
         raise PayloadError(BAD_TIMESTAMP, f"{short(str(value))} is not a positive epoch")
-    if epoch < SECONDS_BELOW:
-        return int(epoch * 1_000_000_000)
-    if epoch < MILLISECONDS_BELOW:
-        return int(epoch * 1_000_000)
-    raise PayloadError(BAD_TIMESTAMP, f"{short(str(value))} is too large for epoch s or ms")
+    if epoch >= MILLISECONDS_BELOW:
+        raise PayloadError(BAD_TIMESTAMP, f"{short(str(value))} is too large for epoch s or ms")
+    ts = int(epoch * (1_000_000_000 if epoch < SECONDS_BELOW else 1_000_000))
+    if ts <= 0:
+        # A positive epoch below one nanosecond truncates to the epoch itself.
+        raise PayloadError(BAD_TIMESTAMP, f"{short(str(value))} is not a positive epoch")
+    return ts
 
 
 def parse_json(payload: bytes) -> object:
