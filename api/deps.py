@@ -24,18 +24,26 @@ from api.security import TokenError, Tokens
 from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.site import Site
 from gateway.statedb import StateDB
+from gateway.store.base import Store
 
 TOKEN_URL = "/api/v1/login/access-token"  # noqa: S105 - a path, not a secret
 
 
 @dataclass(frozen=True, slots=True)
 class AppContext:
-    """What the routes share: settings, the state database, links, templates, the clock,
-    the access-token issuer and the API process's own metrics."""
+    """What the routes share: settings, the state database, the store, the site, links,
+    templates, the clock, the access-token issuer and the API process's own metrics.
+
+    ``site`` is None when the API was started without a site file: routes about buildings,
+    rooms and sensors then answer 409 saying so (the rest of the API works).
+    """
 
     settings: Settings
     db: StateDB
+    store: Store
+    site: Site | None
     links: AckLinks
     templates: Jinja2Templates
     clock: Clock
@@ -50,6 +58,20 @@ def app_context(request: Request) -> AppContext:
 
 
 Context = Annotated[AppContext, Depends(app_context)]
+
+
+def site_of(ctx: Context) -> Site:
+    """The site the API describes; 409 when the API runs without a site file."""
+    if ctx.site is None:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT,
+            detail="the API runs without a site file: start it with --site FILE "
+            "or set ARCHWATCH_SITE_FILE",
+        )
+    return ctx.site
+
+
+SiteDep = Annotated[Site, Depends(site_of)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +98,12 @@ class Principal:
 
     def sees_building(self, building: str) -> bool:
         return self.buildings is None or building in self.buildings
+
+    def require_building(self, building: str, what: str) -> None:
+        """404 (not 403) for an object in a building this principal may not see: its
+        existence is not disclosed. ``what`` names the object for the message."""
+        if not self.sees_building(building):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"no {what}")
 
 
 def user_principal(user: accounts.User) -> Principal:

@@ -18,12 +18,27 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from alerting.acklink import AckLinks, AckSigner
 from api.deps import AppContext
-from api.routes import ack, apikeys, health, login, users
+from api.routes import (
+    ack,
+    alerts,
+    apikeys,
+    audit,
+    console,
+    health,
+    login,
+    rooms,
+    silences,
+    users,
+)
+from api.routes import site as site_routes
 from api.security import Tokens
 from gateway.clock import Clock, SystemClock
 from gateway.datadir import DataDir
 from gateway.settings import Settings
+from gateway.site import Site, load_site
 from gateway.statedb import StateDB
+from gateway.store.base import Store
+from gateway.store.factory import make_store
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -44,18 +59,32 @@ def describe_metrics(context: AppContext) -> None:
 
 
 def create_app(
-    settings: Settings, *, db: StateDB | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    db: StateDB | None = None,
+    clock: Clock | None = None,
+    site: Site | None = None,
+    store: Store | None = None,
 ) -> FastAPI:
     """The application; ``db`` defaults to the data directory's state database, which is
-    migrated at start-up (safe while the gateway runs)."""
+    migrated at start-up (safe while the gateway runs), ``site`` to the settings' site file
+    (None: no site routes) and ``store`` to the configured store (closed at shutdown)."""
     clock = clock or SystemClock()
     own_db = db is None
+    data_dir = DataDir(settings.data_dir).ensure()
     if db is None:
-        db = StateDB(DataDir(settings.data_dir).ensure().state_db_url(settings.state_db_url))
+        db = StateDB(data_dir.state_db_url(settings.state_db_url))
+    if site is None and settings.site_file is not None:
+        site = load_site(settings.site_file)
+    own_store = store is None
+    if store is None:
+        store = make_store(settings, data_dir)
     signer = AckSigner(settings.signing_key, clock, ttl_s=settings.ack_link_hours * 3600)
     context = AppContext(
         settings=settings,
         db=db,
+        store=store,
+        site=site,
         links=AckLinks(db, signer, public_url=settings.public_url),
         templates=templates(),
         clock=clock,
@@ -70,6 +99,8 @@ def create_app(
         try:
             yield
         finally:
+            if own_store:
+                await context.store.close()
             if own_db:
                 context.db.close()
 
@@ -80,4 +111,10 @@ def create_app(
     app.include_router(login.router)
     app.include_router(users.router)
     app.include_router(apikeys.router)
+    app.include_router(site_routes.router)
+    app.include_router(rooms.router)
+    app.include_router(alerts.router)
+    app.include_router(silences.router)
+    app.include_router(audit.router)
+    app.include_router(console.router)
     return app

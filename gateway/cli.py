@@ -268,25 +268,39 @@ def probe(site_file: Path, device_id: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--site",
+    "site_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="The site file the API and console describe (else ARCHWATCH_SITE_FILE).",
+)
 @data_dir_option
 @settings_option
 @log_level_option
 def api(
-    host: str, port: int, data_dir: Path | None, settings_file: Path | None, log_level: str
+    host: str,
+    port: int,
+    site_file: Path | None,
+    data_dir: Path | None,
+    settings_file: Path | None,
+    log_level: str,
 ) -> None:
-    """Serve the API: acknowledgement page, login, users, API keys, health and metrics."""
+    """Serve the API and the console: site, rooms, series, alerts, silences, the audit log,
+    users, API keys, the acknowledgement page, health and metrics."""
     import uvicorn
 
     from api.main import create_app
 
     setup_logging(log_level)
-    settings = _settings(data_dir, settings_file)
+    settings = _settings(data_dir, settings_file, site_file=site_file)
     try:
         settings.check_secrets()
+        app = create_app(settings)
     except ConfigError as exc:
         _fail(exc)
     # log_config=None keeps archwatch's logging; no access log: paths carry ack tokens.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @main.group()

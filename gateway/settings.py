@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="mqtt://user:pass@host:1883")
     mqtt_client_id: str = "archwatch-gateway"
     state_db_url: str | None = Field(default=None, description="default: SQLite in the data dir")
+    site_file: Path | None = Field(
+        default=None, description="the site file the API and console describe (archwatch api)"
+    )
     timezone: str = "Asia/Shanghai"
     public_url: str = "http://127.0.0.1:8080"
     ack_link_hours: float = Field(default=24.0, gt=0, description="acknowledgement link lifetime")

@@ -21,10 +21,8 @@ from alerting.model import AlertState
 from alerting.state_models import AlertRow
 from api.deps import AppContext, Context, Principal, require_roles
 from api.models import Role
-from gateway.datadir import DataDir
 from gateway.metrics import Metrics
 from gateway.statedb import StateDB
-from gateway.store.factory import make_store
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -50,11 +48,7 @@ async def _check_state_db(ctx: AppContext) -> None:
 
 
 async def _check_store(ctx: AppContext) -> None:
-    store = make_store(ctx.settings, DataDir(ctx.settings.data_dir))
-    try:
-        await store.ping()
-    finally:
-        await store.close()
+    await ctx.store.ping()
 
 
 async def _check_broker(url: str) -> None:
