@@ -50,7 +50,8 @@ class AckCodeRow(Base):
 
 
 class AckRequestRow(Base):
-    """An acknowledgement asked for by a person, waiting for the alert engine to apply it."""
+    """An operator action on an alert asked for by a person, waiting for the alert engine
+    to apply it: ``action`` ``ack`` (acknowledge) or ``resolve`` (0007)."""
 
     __tablename__ = "ack_requests"
     __table_args__ = (Index("ix_ack_requests_status_id", "status", "id"),)
@@ -59,7 +60,8 @@ class AckRequestRow(Base):
     alert_id: Mapped[str] = mapped_column(String(32), index=True)
     user: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text())
-    via: Mapped[str] = mapped_column(String(8))  # 'link' or 'code'
+    via: Mapped[str] = mapped_column(String(8))  # 'link', 'code', 'api' or 'console'
+    action: Mapped[str] = mapped_column(String(16), server_default="ack")  # 'ack', 'resolve'
     created_at_ns: Mapped[int] = mapped_column(_NS)
     status: Mapped[str] = mapped_column(String(16))  # pending, done, failed
     processed_at_ns: Mapped[int | None] = mapped_column(_NS)

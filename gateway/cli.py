@@ -17,6 +17,7 @@ from gateway import __version__
 from gateway.configfile import ConfigError, load_model, read_yaml
 from gateway.logs import setup_logging
 from gateway.settings import Settings, load_settings
+from grafana.cli import grafana_group
 
 if TYPE_CHECKING:
     from gateway.statedb import StateDB
@@ -451,6 +452,9 @@ def apikey_create(
     click.echo(f"created API key {key.name} (id {key.id}): {', '.join(key.roles)}", err=True)
     click.echo("store it now; it is not shown again:", err=True)
     click.echo(secret)
+
+
+main.add_command(grafana_group)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "alerting.escalation_models",
     "alerting.ack_models",
     "api.models",
+    "gateway.heartbeat",
 )
 
 

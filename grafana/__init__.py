@@ -1,0 +1,1 @@
+"""Grafana for archwatch: provisioning and dashboards generated from the site file."""
