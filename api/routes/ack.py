@@ -146,7 +146,10 @@ def _bad_form(ctx: AppContext, request: Request) -> Response:
 # --- short codes (declared before /ack/{token}, which would match "code") ---------------------
 
 
-@router.api_route("/ack/code", methods=["GET", "HEAD"], response_class=HTMLResponse)
+# HEAD (link checkers) answers like GET but stays out of the OpenAPI document, where a
+# second operation with the same id would be a duplicate.
+@router.head("/ack/code", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/ack/code", response_class=HTMLResponse)
 async def code_page(request: Request, ctx: Context) -> Response:
     """The form for SMS recipients: contact id and the code from the message."""
     return _page(ctx, request, "ack_code.html", 200, max_note=MAX_NOTE_CHARS)
@@ -174,7 +177,10 @@ async def code_submit(request: Request, ctx: Context) -> Response:
 # --- signed links ------------------------------------------------------------------------------
 
 
-@router.api_route("/ack/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+# HEAD (link checkers) answers like GET but stays out of the OpenAPI document, where a
+# second operation with the same id would be a duplicate.
+@router.head("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/ack/{token}", response_class=HTMLResponse)
 async def confirm_page(token: str, request: Request, ctx: Context) -> Response:
     """Show who would acknowledge which alert; changes nothing."""
     check = await asyncio.to_thread(ctx.links.check, token)
