@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # archwatch's one test command. Works alone on a fresh machine of this kind:
-#   - installs what is missing: Mosquitto, socat, openssl, PostgreSQL (Debian packages), the Python
+#   - installs what is missing: Mosquitto, socat, openssl, PostgreSQL, Chromium (Debian packages), the Python
 #     package with its test extras;
 #   - builds InfluxDB OSS 1.8.10 once with `go install` into a cache outside the clone;
 #   - runs ruff, mypy, check-config on every example, then pytest. The tests start the real
@@ -17,6 +17,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+# The console test drives Debian's Chromium (never Playwright's own browser download).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} from Debian's packages"
   $SUDO apt-get update -qq
@@ -50,6 +52,20 @@ echo "== mypy"
 "$PY" -m mypy
 echo "== check-config on every example site and shipped profile"
 archwatch check-config examples/*site*.yaml firmware_configs/*.yaml standards/*.yaml >/dev/null
+echo "== grafana: committed dashboards and provisioning match the generator"
+grafana_out="$(mktemp -d)"
+archwatch grafana export "$grafana_out" >/dev/null
+for part in dashboards provisioning; do
+  if [ -d "grafana/$part" ] || [ -d "$grafana_out/$part" ]; then
+    if ! diff -r "grafana/$part" "$grafana_out/$part"; then
+      echo "error: grafana/$part differs from the generated output (diff above);" \
+           "run \`archwatch grafana export grafana\` and commit the result" >&2
+      rm -rf "$grafana_out"
+      exit 1
+    fi
+  fi
+done
+rm -rf "$grafana_out"
 
 echo "== pytest"
 "$PY" -m pytest "$@"
