@@ -45,6 +45,54 @@ _REPORTED = {
     AlertState.ACKNOWLEDGED: ("alert.acknowledged", "alert_acknowledged"),
     AlertState.RESOLVED: ("alert.resolved", "alert_resolved"),
 }
+_S = 1_000_000_000
+MAX_SILENCE_S = 30 * 24 * 3600
+"""The longest a silence may last, and how far ahead it may start: a forgotten silence
+must not mute a building for good."""
+MAX_MATCHERS = 20
+
+
+def new_silence(
+    matchers: Sequence[str | Matcher],
+    *,
+    author: str,
+    reason: str,
+    now_ns: int,
+    ends_at_ns: int,
+    starts_at_ns: int | None = None,
+) -> Silence:
+    """A new, validated silence: the one set of rules for the engine and the API.
+
+    Raises ValueError saying what is wrong (a bad matcher is named): no matcher or more
+    than :data:`MAX_MATCHERS`, matchers that all match an empty label (they would mute
+    every alert, as Alertmanager refuses too), no author or reason, an end not after the
+    start or in the past, a start more than :data:`MAX_SILENCE_S` ahead, a silence longer
+    than that. A start in the past means now.
+    """
+    parsed = tuple(m if isinstance(m, Matcher) else Matcher.parse(m) for m in matchers)
+    if not parsed:
+        raise ValueError("a silence needs at least one matcher")
+    if len(parsed) > MAX_MATCHERS:
+        raise ValueError(f"a silence takes at most {MAX_MATCHERS} matchers")
+    if all(m.matches({}) for m in parsed):
+        shown = ", ".join(str(m) for m in parsed)
+        raise ValueError(
+            f"matchers {shown}: at least one must not match an empty label, "
+            "or the silence would mute every alert"
+        )
+    if not author.strip() or not reason.strip():
+        raise ValueError("a silence needs an author and a reason")
+    start = now_ns if starts_at_ns is None else max(starts_at_ns, now_ns)
+    days = MAX_SILENCE_S // 86400
+    if ends_at_ns <= now_ns:
+        raise ValueError("a silence must end in the future")
+    if ends_at_ns <= start:
+        raise ValueError("a silence must end after it starts")
+    if start - now_ns > MAX_SILENCE_S * _S:
+        raise ValueError(f"a silence may start at most {days} days ahead")
+    if ends_at_ns - start > MAX_SILENCE_S * _S:
+        raise ValueError(f"a silence may last at most {days} days")
+    return Silence(uuid.uuid4().hex, parsed, start, ends_at_ns, author, reason, now_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +153,18 @@ class AlertEngine:
         self._lock = asyncio.Lock()
         self._started = False
         self._events_failing = False
+        self._silences_failing = False
         self._fired = {"real": 0, "drill": 0}
         self._notifications = {"real": 0, "drill": 0}
         if metrics is not None:
-            for prefix in ("archwatch_alerts", "archwatch_drill_alerts"):
+            # Metrics adds the archwatch_ prefix itself.
+            for prefix in ("alerts", "drill_alerts"):
                 what = "drill alerts" if "drill" in prefix else "alerts (drills not counted)"
                 metrics.describe(f"{prefix}_fired_total", "counter", f"{what} fired")
                 metrics.describe(
                     f"{prefix}_notifications_total", "counter", f"batches about {what} sent"
                 )
-            metrics.describe("archwatch_alerts_open", "gauge", "open real alerts by state")
+            metrics.describe("alerts_open", "gauge", "open real alerts by state")
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -157,6 +207,7 @@ class AlertEngine:
         now = self.clock.now_ns() if now_ns is None else now_ns
         async with self._lock:
             await self._start()
+            await self._reload_silences(now)
             await self._record(self.lifecycle.tick(now))
             candidates = self._candidates(now)
             batches = await self.dispatcher.tick(now, candidates)
@@ -177,20 +228,26 @@ class AlertEngine:
 
     # --- operator actions ----------------------------------------------------------------
 
-    async def acknowledge(self, alert_id: str, user: str, note: str = "") -> AlertView:
-        """Stop repeats of a firing alert; raises AlertError when it is not firing."""
+    async def acknowledge(
+        self, alert_id: str, user: str, note: str = "", *, via: str | None = None
+    ) -> AlertView:
+        """Stop repeats of a firing alert; raises AlertError when it is not firing.
+
+        ``via`` (link, code, api, console) goes into the audit entry's detail."""
         async with self._lock:
             await self._start()
             change = self.lifecycle.acknowledge(alert_id, user, note, self.clock.now_ns())
-            await self._record([change])
+            await self._record([change], via=via)
             return self._view(change.alert, self.clock.now_ns())
 
-    async def resolve(self, alert_id: str, user: str, note: str = "") -> AlertView:
+    async def resolve(
+        self, alert_id: str, user: str, note: str = "", *, via: str | None = None
+    ) -> AlertView:
         """Resolve an open alert by hand; raises AlertError when there is none."""
         async with self._lock:
             await self._start()
             change = self.lifecycle.resolve(alert_id, user, note, self.clock.now_ns())
-            await self._record([change])
+            await self._record([change], via=via)
             return self._view(change.alert, self.clock.now_ns())
 
     async def record_recipients(self, batch_id: str, recipients: Sequence[str]) -> None:
@@ -249,17 +306,17 @@ class AlertEngine:
         ends_at_ns: int,
         starts_at_ns: int | None = None,
     ) -> Silence:
-        """Silence alerts matching every matcher (``label=value``, ``label=~regex``...)."""
-        parsed = tuple(m if isinstance(m, Matcher) else Matcher.parse(m) for m in matchers)
-        if not parsed:
-            raise ValueError("a silence needs at least one matcher")
-        if not author.strip() or not reason.strip():
-            raise ValueError("a silence needs an author and a reason")
+        """Silence alerts matching every matcher (``label=value``, ``label=~regex``...);
+        raises ValueError as :func:`new_silence` does."""
         now = self.clock.now_ns()
-        start = now if starts_at_ns is None else starts_at_ns
-        if ends_at_ns <= start:
-            raise ValueError("a silence must end after it starts")
-        silence = Silence(uuid.uuid4().hex, parsed, start, ends_at_ns, author, reason, now)
+        silence = new_silence(
+            matchers,
+            author=author,
+            reason=reason,
+            now_ns=now,
+            ends_at_ns=ends_at_ns,
+            starts_at_ns=starts_at_ns,
+        )
         async with self._lock:
             await self._start()
             await asyncio.to_thread(store.save_silence, self.db, silence)
@@ -268,30 +325,39 @@ class AlertEngine:
         return silence
 
     async def expire_silence(self, silence_id: str, user: str) -> Silence:
-        """End a silence now; raises KeyError for an unknown id."""
+        """End a silence now; raises KeyError for an unknown id. A silence that has ended
+        already is returned as it is (nothing to record)."""
         now = self.clock.now_ns()
         async with self._lock:
             await self._start()
-            current = self.silencer.get(silence_id)
-            if current is None:
-                raise KeyError(silence_id)
-            silence = Silence(
-                current.id,
-                current.matchers,
-                current.starts_at_ns,
-                min(current.ends_at_ns, max(now, current.starts_at_ns)),
-                current.author,
-                current.reason,
-                current.created_at_ns,
-                expired_by=user,
-            )
-            await asyncio.to_thread(store.save_silence, self.db, silence)
+            try:
+                silence = await asyncio.to_thread(
+                    store.expire_silence, self.db, silence_id, user, now
+                )
+            except store.SilenceEnded as exc:
+                return exc.silence
             self.silencer.put(silence)
         await self._report_silence(silence, "expired", user, now)
         return silence
 
     def silences(self, *, active_only: bool = False) -> list[Silence]:
+        """The silences that had not ended at the last tick (or only the active ones)."""
         return self.silencer.all(self.clock.now_ns() if active_only else None)
+
+    async def _reload_silences(self, now_ns: int) -> None:
+        """Re-read the silences from the state database (each tick): the API process
+        creates and expires them there. On failure the previous set stays in force."""
+        try:
+            silences = await asyncio.to_thread(store.load_silences, self.db, now_ns)
+        except Exception:
+            if not self._silences_failing:
+                log.exception("could not re-read silences; keeping the last ones read")
+                self._silences_failing = True
+            return
+        if self._silences_failing:
+            log.info("silences are read again")
+            self._silences_failing = False
+        self.silencer = Silencer(silences)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -320,7 +386,7 @@ class AlertEngine:
             silenced_by=tuple(self.silencer.silenced_by(alert.match_labels(), now_ns)),
         )
 
-    async def _record(self, changes: Sequence[Transition]) -> None:
+    async def _record(self, changes: Sequence[Transition], *, via: str | None = None) -> None:
         latest = {a.id: a for a in self.lifecycle.take_dirty()}
         latest.update((c.alert.id, c.alert) for c in changes)
         if not latest:
@@ -339,12 +405,12 @@ class AlertEngine:
                 self._fired[kind] += 1
                 if self.metrics is not None:
                     self.metrics.inc(_metric("fired_total", kind), severity=alert.severity.value)
-            await self._report(change)
+            await self._report(change, via=via)
         if self.metrics is not None:
             for state, n in self.counts().items():
-                self.metrics.set("archwatch_alerts_open", n, state=state)
+                self.metrics.set("alerts_open", n, state=state)
 
-    async def _report(self, change: Transition) -> None:
+    async def _report(self, change: Transition, *, via: str | None = None) -> None:
         alert = change.alert
         action, event_kind = _REPORTED[change.after]
         at_ns = {
@@ -365,6 +431,8 @@ class AlertEngine:
         }
         if change.note:
             detail["note"] = change.note
+        if via is not None:
+            detail["via"] = via
         await audit.append_async(
             self.db,
             actor=change.actor,
@@ -426,7 +494,15 @@ class AlertEngine:
 
 
 def _metric(name: str, kind: str) -> str:
-    return f"archwatch_{'drill_' if kind == 'drill' else ''}alerts_{name}"
+    return f"{'drill_' if kind == 'drill' else ''}alerts_{name}"
 
 
-__all__ = ["SYSTEM_ACTOR", "AlertEngine", "AlertError", "AlertFilter", "AlertView"]
+__all__ = [
+    "MAX_SILENCE_S",
+    "SYSTEM_ACTOR",
+    "AlertEngine",
+    "AlertError",
+    "AlertFilter",
+    "AlertView",
+    "new_silence",
+]

@@ -11,7 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Float, String, Text, and_, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Float,
+    String,
+    Text,
+    and_,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alerting.lifecycle import Alert
@@ -220,16 +231,166 @@ def load_silences(db: StateDB, since_ns: int) -> list[Silence]:
     """Silences that end after ``since_ns`` (the rest can no longer silence anything)."""
     query = select(SilenceRow).where(SilenceRow.ends_at_ns > since_ns)
     with db.session() as session:
-        return [
-            Silence(
-                id=row.id,
-                matchers=matchers_from_json(row.matchers),
-                starts_at_ns=row.starts_at_ns,
-                ends_at_ns=row.ends_at_ns,
-                author=row.author,
-                reason=row.reason,
-                created_at_ns=row.created_at_ns,
-                expired_by=row.expired_by,
+        return [_silence_from_row(row) for row in session.execute(query).scalars()]
+
+
+def get_alert(db: StateDB, alert_id: str) -> Alert | None:
+    """One alert by id, open or resolved; None when unknown. Blocking."""
+    with db.session() as session:
+        row = session.get(AlertRow, alert_id)
+        return alert_from_row(row) if row is not None else None
+
+
+def _label_is(name: str, value: str) -> ColumnElement[bool]:
+    """A prefilter on the canonical labels JSON (``"room":"A101"``). SQLite's LIKE ignores
+    ASCII case, so callers check the parsed labels exactly afterwards."""
+    pair = f"{json.dumps(name)}:{json.dumps(value, ensure_ascii=False)}"
+    return AlertRow.labels.contains(pair, autoescape=True)
+
+
+def page_alerts(
+    db: StateDB,
+    *,
+    states: Sequence[AlertState] | None = None,
+    severities: Sequence[Severity] | None = None,
+    rule_kinds: Sequence[str] | None = None,
+    drill: bool | None = False,
+    started_from_ns: int | None = None,
+    started_until_ns: int | None = None,
+    building: str | None = None,
+    room: str | None = None,
+    visible_buildings: frozenset[str] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Alert], int]:
+    """One page of alerts, newest first, and how many match in all. Blocking.
+
+    ``started_from_ns``/``started_until_ns`` (both inclusive, so that "until now" takes
+    an alert that started this instant) select alerts that started in that window; an
+    alert still open is listed whatever its start, as long as it started by the window's
+    end: an alert firing for months is still news. ``visible_buildings`` (None:
+    every building) hides alerts labelled with another building.
+    """
+    where: list[ColumnElement[bool]] = [
+        # A pending alert that closed before firing was never anyone's news: not listed.
+        or_(AlertRow.state != AlertState.RESOLVED.value, AlertRow.fired_at_ns.is_not(None))
+    ]
+    if states is not None:
+        where.append(AlertRow.state.in_([s.value for s in states]))
+    if severities is not None:
+        where.append(AlertRow.severity.in_([s.value for s in severities]))
+    if rule_kinds is not None:
+        where.append(AlertRow.rule_kind.in_(list(rule_kinds)))
+    if drill is not None:
+        where.append(AlertRow.drill_id.is_not(None) if drill else AlertRow.drill_id.is_(None))
+    if started_until_ns is not None:
+        where.append(AlertRow.started_at_ns <= started_until_ns)
+    if started_from_ns is not None:
+        where.append(
+            or_(
+                AlertRow.started_at_ns >= started_from_ns,
+                AlertRow.state != AlertState.RESOLVED.value,
             )
-            for row in session.execute(query).scalars()
-        ]
+        )
+    if building is not None:
+        where.append(_label_is("building", building))
+    if room is not None:
+        where.append(_label_is("room", room))
+    order = (AlertRow.started_at_ns.desc(), AlertRow.id)
+    with db.session() as session:
+        if building is None and room is None and visible_buildings is None:
+            total = session.execute(
+                select(func.count()).select_from(AlertRow).where(*where)
+            ).scalar_one()
+            rows = session.execute(
+                select(AlertRow).where(*where).order_by(*order).offset(offset).limit(limit)
+            ).scalars()
+            return [alert_from_row(row) for row in rows], int(total)
+        # Label filters are exact on the parsed labels: only ids and labels are read for
+        # the count, then the page's rows.
+        ids = []
+        for alert_id, labels_text in session.execute(
+            select(AlertRow.id, AlertRow.labels).where(*where).order_by(*order)
+        ):
+            labels = json.loads(labels_text)
+            if building is not None and labels.get("building") != building:
+                continue
+            if room is not None and labels.get("room") != room:
+                continue
+            seen = labels.get("building")
+            if visible_buildings is not None and seen is not None and seen not in visible_buildings:
+                continue
+            ids.append(alert_id)
+        page = ids[offset : offset + limit]
+        found = {
+            row.id: alert_from_row(row)
+            for row in session.execute(select(AlertRow).where(AlertRow.id.in_(page))).scalars()
+        }
+        return [found[i] for i in page if i in found], len(ids)
+
+
+def _silence_from_row(row: SilenceRow) -> Silence:
+    return Silence(
+        id=row.id,
+        matchers=matchers_from_json(row.matchers),
+        starts_at_ns=row.starts_at_ns,
+        ends_at_ns=row.ends_at_ns,
+        author=row.author,
+        reason=row.reason,
+        created_at_ns=row.created_at_ns,
+        expired_by=row.expired_by,
+    )
+
+
+def get_silence(db: StateDB, silence_id: str) -> Silence | None:
+    """One silence by id; None when unknown. Blocking."""
+    with db.session() as session:
+        row = session.get(SilenceRow, silence_id)
+        return _silence_from_row(row) if row is not None else None
+
+
+def page_silences(
+    db: StateDB, *, active_at_ns: int | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Silence], int]:
+    """Silences newest first (all, or those active at ``active_at_ns``) and the total."""
+    where: list[ColumnElement[bool]] = []
+    if active_at_ns is not None:
+        where += [SilenceRow.starts_at_ns <= active_at_ns, SilenceRow.ends_at_ns > active_at_ns]
+    with db.session() as session:
+        total = session.execute(
+            select(func.count()).select_from(SilenceRow).where(*where)
+        ).scalar_one()
+        rows = session.execute(
+            select(SilenceRow)
+            .where(*where)
+            .order_by(SilenceRow.created_at_ns.desc(), SilenceRow.id)
+            .offset(offset)
+            .limit(limit)
+        ).scalars()
+        return [_silence_from_row(row) for row in rows], int(total)
+
+
+class SilenceEnded(ValueError):
+    """The silence to expire has ended (or was expired) already; nothing was changed."""
+
+    def __init__(self, silence: Silence) -> None:
+        super().__init__(f"silence {silence.id} has already ended")
+        self.silence = silence
+
+
+def expire_silence(db: StateDB, silence_id: str, user: str, now_ns: int) -> Silence:
+    """End a silence now, in one transaction (the API and the engine share this).
+
+    Raises KeyError for an unknown id and :class:`SilenceEnded` when it has ended already.
+    A silence that has not started yet ends at its start, so it never mutes anything.
+    """
+    with db.session(write=True) as session:
+        row = session.get(SilenceRow, silence_id)
+        if row is None:
+            raise KeyError(silence_id)
+        current = _silence_from_row(row)
+        if current.ends_at_ns <= now_ns or current.expired_by is not None:
+            raise SilenceEnded(current)
+        row.ends_at_ns = min(row.ends_at_ns, max(now_ns, row.starts_at_ns))
+        row.expired_by = user
+        return _silence_from_row(row)

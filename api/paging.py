@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,10 @@ from api.deps import Context
 from gateway.reading import ns_from_datetime
 
 MAX_LIMIT = 500
+# Stores keep signed 64-bit nanoseconds since the epoch: about 1678 to 2262. Readings are
+# never before 1970 (payload timestamps are refused there too).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
 MAX_OFFSET = 1_000_000
 
 T = TypeVar("T")
@@ -75,7 +79,7 @@ class TimeRange:
 
 
 def _bad(detail: str) -> HTTPException:
-    return HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
+    return HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
 def time_range(*, default: timedelta, longest: timedelta) -> Callable[..., TimeRange]:
@@ -98,7 +102,8 @@ def time_range(*, default: timedelta, longest: timedelta) -> Callable[..., TimeR
                 raise _bad("end must be after start")
             if end_at - start_at > longest:
                 raise _bad(f"the time range is longer than {_span(longest)}; ask for less")
-            ns_from_datetime(start_at), ns_from_datetime(end_at)
+            if not (start_at > EARLIEST and end_at < LATEST):
+                raise _bad("start and end must lie between 1970 and 2262")
         except OverflowError:
             raise _bad("start or end is out of range") from None
         return TimeRange(start_at, end_at)

@@ -26,6 +26,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.datadir import DataDir
 from gateway.eventlog import EventWriter
 from gateway.forwarder import Forwarder
+from gateway.heartbeat import HEARTBEAT_INTERVAL_S, HeartbeatWriter
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.reading import Reading
@@ -62,6 +63,7 @@ def describe_metrics(metrics: Metrics) -> None:
         ("spool_depth", "gauge", "Readings in the spool waiting for the store"),
         ("devices_online", "gauge", "Devices currently online"),
         ("devices_total", "gauge", "Devices configured"),
+        ("devices_offline", "gauge", "Devices configured but currently offline"),
     ]:
         metrics.describe(name, kind, text)
 
@@ -79,6 +81,7 @@ class Gateway:
         metrics: Metrics | None = None,
         client_factories: dict[str, Callable[..., Any]] | None = None,
         dispatch: DispatchConfig | None = None,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.settings = settings
         self.site = site
@@ -106,6 +109,15 @@ class Gateway:
         )
         self.events = EventWriter(self.store, self.metrics)
         self.statedb = StateDB(self.data_dir.state_db_url(settings.state_db_url))
+        # The API process serves these metrics from the state database (gateway.heartbeat).
+        self.heartbeat = HeartbeatWriter(
+            self.statedb,
+            site.id,
+            self.metrics,
+            self.clock,
+            collect=self.status,
+            interval_s=heartbeat_interval_s,
+        )
         # Alerting subscribes to validated, spooled readings; a site without rules has none.
         self.alerting: AlertingService | None = None
         self._alert_feed: asyncio.Queue[Reading] | None = None
@@ -156,9 +168,14 @@ class Gateway:
             detail={"devices": sum(1 for _ in self.site.placements())},
         )
         await self.pipeline.start()
+        # Scrapes should see the ingest counters from the start, not once the first reading
+        # arrives (a rate over a series that appears late misses its first increase).
+        for name in ("readings_received", "readings_accepted", "readings_stored"):
+            self.metrics.inc(name, 0)
         self._tasks = [
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self.events.run(), name="events"),
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
         ]
         if self.alerting is not None and self._alert_feed is not None:
             await self.alerting.start()
@@ -203,6 +220,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        # The last snapshot: final counters; from here on its age shows the gateway stopped.
+        await self.heartbeat.beat()
         with contextlib.suppress(Exception):
             await self.events.flush()
         await self.pipeline.close()
@@ -228,6 +247,7 @@ class Gateway:
         self.metrics.set("spool_depth", depth)
         self.metrics.set("devices_online", online)
         self.metrics.set("devices_total", len(statuses))
+        self.metrics.set("devices_offline", len(statuses) - online)
         return GatewayStatus(
             readings_received=int(self.metrics.total("readings_received")),
             readings_accepted=int(self.metrics.total("readings_accepted")),

@@ -208,6 +208,12 @@ def run(site_file: Path, data_dir: Path | None, settings_file: Path | None, log_
     help="Site file to simulate (default: the shipped demo building).",
 )
 @click.option("--broker-url", default=None, help="Use this MQTT broker instead of an embedded one.")
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve the API and console on this loopback port (default: a free one).",
+)
 @data_dir_option
 @settings_option
 @log_level_option
@@ -215,17 +221,21 @@ def demo(
     duration: float | None,
     site_file: Path | None,
     broker_url: str | None,
+    api_port: int | None,
     data_dir: Path | None,
     settings_file: Path | None,
     log_level: str,
 ) -> None:
-    """Simulate the demo building on loopback and run the whole gateway against it."""
+    """Simulate the demo building on loopback and run the whole gateway against it, with the
+    API and console on loopback (address and, on first use, an admin password on stderr)."""
     from gateway.demo import run_demo
 
     setup_logging("WARNING" if log_level.upper() == "INFO" else log_level)
     settings = _settings(data_dir, settings_file, broker_url=broker_url, demo=True)
     try:
-        summary = asyncio.run(run_demo(settings, site_file=site_file, duration=duration))
+        summary = asyncio.run(
+            run_demo(settings, site_file=site_file, duration=duration, api_port=api_port)
+        )
     except ConfigError as exc:
         _fail(exc)
     except KeyboardInterrupt:

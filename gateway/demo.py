@@ -5,6 +5,12 @@ embedded broker (amqtt) unless a broker URL is given; the climate has a day-nigh
 (compressed to ten minutes so a short run shows it), noise, and the first room's HVAC
 failing ten seconds in. Everything else (collectors, pipeline, spool, store, state
 database) is the production code path, in the data directory the user chose.
+
+The API and the console are served on loopback in the same event loop (uvicorn), as
+``archwatch api`` would serve them beside ``archwatch run``. The first demo in a data
+directory creates the user ``admin`` with a random password and prints it once to stderr
+(never to the JSON summary or a log); later runs keep that account and never print or
+reset its password.
 """
 
 from __future__ import annotations
@@ -13,19 +19,28 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
+import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import uvicorn
 from amqtt.broker import Broker
+from sqlalchemy import select
 
+from api.main import create_app
+from gateway import audit
 from gateway.app import Gateway
 from gateway.clock import SystemClock
-from gateway.configfile import read_yaml
+from gateway.configfile import ConfigError, read_yaml
 from gateway.net import free_port
 from gateway.resources import demo_site_path
 from gateway.settings import Settings
@@ -38,6 +53,7 @@ from gateway.simulation import (
     sensor_value,
 )
 from gateway.site import ModbusTcpDevice, MqttDevice, Site, SiteFile, load_site
+from gateway.statedb import StateDB
 from gateway.store.base import ReadingFilter
 
 
@@ -87,6 +103,110 @@ class JsonReceiver:
 PUBLISH_INTERVAL_S = 2.0
 SIM_TICK_S = 0.5
 DRAIN_TIMEOUT_S = 30.0
+API_START_TIMEOUT_S = 30.0
+ADMIN_USERNAME = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAdmin:
+    """The outcome of :func:`ensure_admin`. ``password`` is set only when the account was
+    created just now: it is printed once and kept nowhere else."""
+
+    created: bool
+    message: str
+    password: str | None = None
+
+
+def ensure_admin(db: StateDB, now: datetime) -> DemoAdmin:
+    """Create the user ``admin`` with a random password unless an admin exists (blocking)."""
+    from api import accounts
+    from api.models import Role, UserRow
+
+    with db.session() as session:
+        roles = session.execute(select(UserRow.roles)).scalars().all()
+    if any(Role.ADMIN.value in (r or []) for r in roles):
+        return DemoAdmin(
+            created=False,
+            message="an admin account already exists in this data directory: kept "
+            "(its password is not shown again)",
+        )
+    password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
+    try:
+        user = accounts.create_user(
+            db, username=ADMIN_USERNAME, password=password, roles=[Role.ADMIN], now=now
+        )
+    except accounts.UsernameTaken:
+        return DemoAdmin(
+            created=False,
+            message=f"a user named {ADMIN_USERNAME} exists without the admin role: no admin "
+            "created (add one with archwatch user add)",
+        )
+    audit.append(
+        db,
+        actor="system:demo",
+        action="user.create",
+        target=f"user:{user.username}",
+        detail={"roles": list(user.roles), "buildings": []},
+    )
+    return DemoAdmin(
+        created=True,
+        message=f"created user {user.username} with password {password} "
+        "(shown once: it is stored only as a hash)",
+        password=password,
+    )
+
+
+def bind_api_socket(port: int | None) -> socket.socket:
+    """A loopback socket for the demo's API: ``port``, or a free one (bound here, so no other
+    program can take it between choosing and serving)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            "--api-port", [f"--api-port: cannot listen on 127.0.0.1:{port}: {exc.strerror}"]
+        ) from None
+    return sock
+
+
+class DemoApiServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: Ctrl-C stays the demo's, which stops the
+    API, drains the gateway and prints the summary."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def start_api(
+    settings: Settings, site: Site, sock: socket.socket
+) -> tuple[DemoApiServer, asyncio.Task[None]]:
+    """Serve the API and the console for ``site`` on ``sock``; return once it accepts."""
+    app = create_app(settings, site=site)
+    # No access log: acknowledgement paths carry tokens.
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+    )
+    server = DemoApiServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="demo-api")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + API_START_TIMEOUT_S
+    while not server.started:
+        if task.done() or loop.time() > deadline:
+            server.should_exit = True
+            with contextlib.suppress(BaseException):
+                await task
+            raise RuntimeError("the demo's API did not start")
+        await asyncio.sleep(0.05)
+    return server, task
+
+
+async def stop_api(server: DemoApiServer, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await task
 
 
 async def start_broker(port: int) -> Broker:
@@ -197,10 +317,19 @@ def _modbus_readings_read(gateway: Gateway) -> int:
 
 
 async def run_demo(
-    settings: Settings, *, site_file: Path | None = None, duration: float | None = None
+    settings: Settings,
+    *,
+    site_file: Path | None = None,
+    duration: float | None = None,
+    api_port: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo; return the summary printed as the last line of JSON."""
     clock = SystemClock()
+    api_sock = bind_api_socket(api_port)
+    api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
+    if settings.public_url == Settings.model_fields["public_url"].default:
+        # Acknowledgement links in the demo's notifications open the demo's own API.
+        settings = settings.model_copy(update={"public_url": api_url})
     base_site = load_site(site_file or demo_site_path())
     t0 = time.time()
     devices = DemoDevices(base_site, t0)
@@ -232,6 +361,14 @@ async def run_demo(
         f"{'InfluxDB ' + (settings.influx_url or '') if settings.influx_url else 'embedded'}"
         f"{'' if duration else '; Ctrl-C to stop'}\n"
     )
+    admin = await asyncio.to_thread(ensure_admin, gateway.statedb, datetime.now(UTC))
+    api_server, api_task = await start_api(settings, site, api_sock)
+    # Printed once, to the terminal only: the password is in no log and not in the summary.
+    sys.stderr.write(
+        f"archwatch demo: console on {api_url}/console/ and API on {api_url}/api/v1/\n"
+        f"archwatch demo: {admin.message}\n"
+    )
+    sys.stderr.flush()
 
     async def simulate() -> None:
         next_pub = 0.0
@@ -318,6 +455,7 @@ async def run_demo(
         await gateway.alerting.drain(15.0)
     alert_stats = gateway.alerting.engine.stats() if gateway.alerting else {}
     notifications_sent = int(gateway.metrics.total("notifications_sent"))
+    await stop_api(api_server, api_task)
     await gateway.stop()
     receiver.stop()
     await devices.stop()
@@ -338,4 +476,6 @@ async def run_demo(
         "alerts_fired": alert_stats.get("alerts_fired", 0),
         "notifications_sent": notifications_sent,
         "notifications_received": len(receiver.messages),
+        "api_url": api_url,
+        "admin_created": admin.created,
     }

@@ -6,6 +6,7 @@ client's network thread counts too.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 
@@ -62,7 +63,20 @@ class Metrics:
                     f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
                     for k, v in labels
                 )
-                lines.append(f"{full}{{{rendered}}} {value:g}")
+                lines.append(f"{full}{{{rendered}}} {format_value(value)}")
             else:
-                lines.append(f"{full} {value:g}")
+                lines.append(f"{full} {format_value(value)}")
         return "\n".join(lines) + "\n"
+
+
+def format_value(value: float) -> str:
+    """A sample value in full precision (integers without a fraction): ``:g`` would print a
+    counter past a million as 1.23457e+06, turning its rate into steps."""
+    value = float(value)  # Metrics.set is also handed ints
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**63:
+        return str(int(value))
+    return repr(value)

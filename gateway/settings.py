@@ -7,7 +7,10 @@ Precedence (highest first): command-line options, environment, the settings file
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -124,16 +127,17 @@ class Settings(BaseSettings):
         path = self.data_dir / SIGNING_KEY_FILE
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_hex(32)
-            # O_EXCL: two processes starting at once must not each write a different key.
+            # Written whole under a temporary name, then linked into place: link() fails if
+            # the key exists, so two processes starting at once agree on one key, and no
+            # process can read a key file that is still empty.
+            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".signing-key-")
             try:
-                fd = path.open("x", encoding="ascii")
-            except FileExistsError:
-                pass
-            else:
-                with fd:
-                    path.chmod(0o600)
-                    fd.write(key + "\n")
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(secrets.token_hex(32) + "\n")
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
 
 

@@ -91,7 +91,7 @@ def test_demo_stores_every_reading_and_later_commands_see_its_data(tmp_path: Pat
         check=False,
     )
     assert verify.returncode == 0, verify.stderr
-    assert "audit log intact: 2 entries" in verify.stdout
+    assert "audit log intact: 3 entries" in verify.stdout
 
 
 @pytest.mark.parametrize("tamper", ["UPDATE", "DELETE"])

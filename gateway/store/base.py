@@ -88,9 +88,12 @@ class Store(Protocol):
         step_s: int,
         agg: Aggregate = Aggregate.MEAN,
         drill_id: str | None = None,
+        offset_s: int = 0,
     ) -> list[SeriesPoint]:
         """``agg`` of one sensor per ``step_s`` bucket in [start, end), buckets aligned to
-        the epoch; empty buckets carry None."""
+        the epoch shifted by ``offset_s`` (InfluxQL's ``GROUP BY time(step, offset)``: a
+        bucket starts at epoch + offset + k × step; 57600 with a step of one day starts the
+        buckets at midnight in UTC+8); empty buckets carry None."""
         ...
 
     async def raw(

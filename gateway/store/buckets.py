@@ -3,6 +3,10 @@
 InfluxQL's ``GROUP BY time(step)`` aligns buckets to the epoch and, for ``time >= start AND
 time < end``, returns every bucket from the one holding ``start`` to the one holding
 ``end - 1ns``. The embedded store reproduces that here instead of relying on SQL.
+
+``offset_s`` shifts the grid as InfluxQL's ``GROUP BY time(step, offset)`` does: buckets
+start at ``epoch + offset_s + k * step``. Daily summaries use it to start buckets at local
+midnight (for Asia/Shanghai, 16:00 UTC: ``offset_s = 57600``).
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ from gateway.store.base import SeriesPoint
 MAX_BUCKETS = 604_800
 
 
-def bucket_starts(start_ns: int, end_ns: int, step_s: int) -> list[int]:
-    """Epoch-aligned bucket starts covering [start_ns, end_ns); empty when end <= start."""
+def bucket_starts(start_ns: int, end_ns: int, step_s: int, offset_s: int = 0) -> list[int]:
+    """Bucket starts (epoch + ``offset_s`` + k × step) covering [start_ns, end_ns); empty
+    when end <= start."""
     if step_s < 1:
         raise ValueError(f"step must be at least 1 s, got {step_s}")
     if end_ns <= start_ns:
         return []
     step_ns = step_s * 1_000_000_000
+    offset_ns = (offset_s % step_s) * 1_000_000_000
     # Python's % floors, so pre-1970 timestamps land in the right bucket too.
-    first = start_ns - start_ns % step_ns
-    last = (end_ns - 1) - (end_ns - 1) % step_ns
+    first = start_ns - (start_ns - offset_ns) % step_ns
+    last = (end_ns - 1) - (end_ns - 1 - offset_ns) % step_ns
     count = (last - first) // step_ns + 1
     if count > MAX_BUCKETS:
         raise ValueError(f"{count} buckets requested; at most {MAX_BUCKETS} (use a larger step)")
@@ -32,7 +38,12 @@ def bucket_starts(start_ns: int, end_ns: int, step_s: int) -> list[int]:
 
 
 def fill_buckets(
-    start_ns: int, end_ns: int, step_s: int, values: Mapping[int, float | None]
+    start_ns: int,
+    end_ns: int,
+    step_s: int,
+    values: Mapping[int, float | None],
+    offset_s: int = 0,
 ) -> list[SeriesPoint]:
     """One point per bucket, ``None`` where ``values`` has nothing for the bucket."""
-    return [SeriesPoint(ts, values.get(ts)) for ts in bucket_starts(start_ns, end_ns, step_s)]
+    starts = bucket_starts(start_ns, end_ns, step_s, offset_s)
+    return [SeriesPoint(ts, values.get(ts)) for ts in starts]

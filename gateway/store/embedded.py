@@ -244,15 +244,18 @@ class EmbeddedStore:
         step_s: int,
         agg: Aggregate = Aggregate.MEAN,
         drill_id: str | None = None,
+        offset_s: int = 0,
     ) -> list[SeriesPoint]:
-        if not bucket_starts(start_ns, end_ns, step_s):
+        if not bucket_starts(start_ns, end_ns, step_s, offset_s):
             return []
         step_ns = int(step_s) * 1_000_000_000
+        offset_ns = (int(offset_s) % int(step_s)) * 1_000_000_000
         where, params = _where(ReadingFilter(sensor=sensor, drill_id=drill_id), start_ns, end_ns)
         # ((x % s) + s) % s floors like Python's %, so buckets align to the epoch before 1970
-        # too (SQLite's % truncates toward zero).
+        # too (SQLite's % truncates toward zero); x is the time since the shifted origin.
+        since = f"(ts_ns - {offset_ns})"
         sql = (
-            f"SELECT ts_ns - ((ts_ns % {step_ns}) + {step_ns}) % {step_ns} AS bucket,"  # noqa: S608
+            f"SELECT ts_ns - (({since} % {step_ns}) + {step_ns}) % {step_ns} AS bucket,"  # noqa: S608
             f" {_AGGREGATES[Aggregate(agg)]} FROM readings{where} GROUP BY bucket"
         )
 
@@ -263,7 +266,7 @@ class EmbeddedStore:
             }
 
         values = await self._run(f"reading the series of sensor {sensor}", query)
-        return fill_buckets(start_ns, end_ns, step_s, values)
+        return fill_buckets(start_ns, end_ns, step_s, values, offset_s)
 
     async def raw(
         self, flt: ReadingFilter, start_ns: int, end_ns: int, limit: int = 10_000

@@ -212,14 +212,18 @@ class InfluxStore:
         step_s: int,
         agg: Aggregate = Aggregate.MEAN,
         drill_id: str | None = None,
+        offset_s: int = 0,
     ) -> list[SeriesPoint]:
-        if not bucket_starts(start_ns, end_ns, step_s):
+        if not bucket_starts(start_ns, end_ns, step_s, offset_s):
             return []
         fn = _FUNCTIONS[Aggregate(agg)]
         flt = ReadingFilter(sensor=sensor, drill_id=drill_id)
+        # InfluxQL's offset_interval: buckets start at epoch + offset + k × step.
+        offset = int(offset_s) % int(step_s)
+        group = f"time({int(step_s)}s, {offset}s)" if offset else f"time({int(step_s)}s)"
         q = (
             f'SELECT {fn}("value") AS "value" FROM {quote_ident(READINGS)}'  # noqa: S608
-            f"{_where(flt, start_ns, end_ns)} GROUP BY time({int(step_s)}s) fill(null)"
+            f"{_where(flt, start_ns, end_ns)} GROUP BY {group} fill(null)"
         )
         values: dict[int, float | None] = {}
         for series in await self._query(q):
@@ -230,7 +234,7 @@ class InfluxStore:
                 if value is None or (agg == Aggregate.COUNT and value == 0):
                     continue
                 values[int(row["time"])] = float(value)
-        return fill_buckets(start_ns, end_ns, step_s, values)
+        return fill_buckets(start_ns, end_ns, step_s, values, offset_s)
 
     async def raw(
         self, flt: ReadingFilter, start_ns: int, end_ns: int, limit: int = 10_000

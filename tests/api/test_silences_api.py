@@ -1,0 +1,180 @@
+"""``/api/v1/silences``: who may call what, bad input, listing, and a silence made through
+the API muting the gateway's engine on its next tick (expiring it un-mutes).
+
+A real :class:`AlertEngine` shares the API's SQLite state database and ManualClock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from alerting.ackqueue import AckQueue
+from alerting.dispatch import DispatchConfig
+from alerting.engine import AlertEngine
+from api.models import Role
+from gateway import audit
+from gateway.clock import ManualClock
+from gateway.statedb import StateDB
+from tests.api.conftest import add_user, bearer
+from tests.api.test_alerts_api import PRINCIPALS, Events, Gateway, Sink, login
+
+SILENCES = "/api/v1/silences"
+NOW = datetime.fromtimestamp(ManualClock().now_ns() / 1e9, UTC)
+
+
+def iso(delta: timedelta) -> str:
+    return (NOW + delta).isoformat()
+
+
+def body(**changes: object) -> dict[str, object]:
+    made: dict[str, object] = {
+        "matchers": ["room=a101", "rule_kind=~band|threshold"],
+        "ends_at": iso(timedelta(hours=2)),
+        "reason": "空调检修",
+    }
+    made.update(changes)
+    return {k: v for k, v in made.items() if v is not None}
+
+
+@pytest.fixture
+def gateway(state: StateDB, clock: ManualClock) -> Gateway:
+    sink = Sink()
+    engine = AlertEngine(state, sink, Events(), clock, dispatch=DispatchConfig(group_wait_s=0))
+    return Gateway(clock, sink, engine, AckQueue(state, engine))
+
+
+def make_silence(api: TestClient, headers: dict[str, str], **changes: object) -> str:
+    response = api.post(SILENCES, json=body(**changes), headers=headers)
+    assert response.status_code == 201, response.text
+    silence_id: str = response.json()["id"]
+    return silence_id
+
+
+# --- the role x route matrix --------------------------------------------------------------------
+
+READERS = {"keeper", "security", "inspector", "drill_coordinator"}
+
+
+@pytest.mark.parametrize("who", PRINCIPALS)
+def test_role_route_matrix(app: FastAPI, client: TestClient, state: StateDB, who: str) -> None:
+    headers = login(app, state, who)
+    target = make_silence(client, login(app, state, "security"))
+    role = who.removeprefix("key:")
+    calls = [
+        ("list", "GET", SILENCES, None, READERS, 200),
+        ("create", "POST", SILENCES, body(), {"security"}, 201),
+        ("expire", "POST", f"{SILENCES}/{target}/expire", None, {"security"}, 200),
+    ]
+    for name, method, path, json, allowed, ok in calls:
+        response = client.request(method, path, json=json, headers=headers)
+        expected = 401 if who == "anonymous" else ok if role in allowed | {"admin"} else 403
+        assert response.status_code == expected, (who, name, response.text)
+        if expected == 403:
+            assert "roles" in response.json()["detail"]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+BAD = [
+    ("bad regex", body(matchers=["room=a101", "sensor=~(a"]), "matcher sensor=~'(a'"),
+    ("not a matcher", body(matchers=["room"]), "matcher 'room'"),
+    ("no matcher", body(matchers=[]), "at least 1"),
+    ("mutes everything", body(matchers=["room=~.*"]), "mute every alert"),
+    ("end before start", body(starts_at=iso(timedelta(hours=3))), "end after it starts"),
+    ("end in the past", body(ends_at=iso(timedelta(hours=-1))), "end in the future"),
+    ("too long", body(ends_at=iso(timedelta(days=31))), "at most 30 days"),
+    ("no reason", body(reason=None), "reason"),
+    ("blank reason", body(reason="   "), "at least 1 character"),
+    ("author given", body(author="someone-else"), "extra"),
+    ("expired_by given", body(expired_by="x"), "extra"),
+    ("NUL in a matcher", body(matchers=["room=a\x00"]), "pattern"),
+    ("year 9999", body(ends_at="9999-12-31T23:59:59Z"), "at most 30 days"),
+    ("starts far ahead", body(starts_at="9999-12-30T00:00Z", ends_at="9999-12-31T00:00Z"), "ahead"),
+]
+
+
+@pytest.mark.parametrize(("payload", "words"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_silences_get_a_422_saying_why(
+    app: FastAPI, client: TestClient, state: StateDB, payload: dict[str, object], words: str
+) -> None:
+    response = client.post(SILENCES, json=payload, headers=login(app, state, "security"))
+    assert response.status_code == 422, response.text
+    assert words in response.text
+    assert audit.count(state) == 0
+    assert client.get(SILENCES, headers=login(app, state, "inspector")).json()["total"] == 0
+
+
+def test_expiring_unknown_or_ended_silences(
+    app: FastAPI, client: TestClient, state: StateDB
+) -> None:
+    headers = login(app, state, "security")
+    unknown = client.post(f"{SILENCES}/{'0' * 32}/expire", headers=headers)
+    assert unknown.status_code == 404 and "no silence" in unknown.json()["detail"]
+    assert client.post(f"{SILENCES}/nope/expire", headers=headers).status_code == 422
+    made = make_silence(client, headers)
+    assert client.post(f"{SILENCES}/{made}/expire", headers=headers).status_code == 200
+    again = client.post(f"{SILENCES}/{made}/expire", headers=headers)
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+
+
+# --- listing ------------------------------------------------------------------------------------
+
+
+def test_listing_newest_first_paged_and_active_only(
+    app: FastAPI, client: TestClient, state: StateDB, clock: ManualClock
+) -> None:
+    guard = add_user(state, Role.SECURITY, username="zhangsan")
+    headers = bearer(app, guard)
+    first = make_silence(client, headers)
+    clock.advance(1)
+    later = make_silence(client, headers, starts_at=iso(timedelta(hours=1)))
+    clock.advance(1)
+    ended = make_silence(client, headers)
+    client.post(f"{SILENCES}/{ended}/expire", headers=headers)
+
+    page = client.get(SILENCES, headers=headers).json()
+    assert [s["id"] for s in page["items"]] == [ended, later, first] and page["total"] == 3
+    assert [s["status"] for s in page["items"]] == ["expired", "pending", "active"]
+    assert page["items"][0]["expired_by"] == "zhangsan"
+    assert {s["author"] for s in page["items"]} == {"zhangsan"}
+    assert page["items"][2]["matchers"] == ["room=a101", "rule_kind=~band|threshold"]
+    active = client.get(SILENCES, params={"active": "true"}, headers=headers).json()
+    assert [s["id"] for s in active["items"]] == [first] and active["total"] == 1
+    paged = client.get(SILENCES, params={"limit": 1, "offset": 1}, headers=headers).json()
+    assert [s["id"] for s in paged["items"]] == [later] and paged["total"] == 3
+
+    log = [(e.actor, e.action, e.target) for e in audit.entries(state, newest_first=False)]
+    assert log == [
+        ("user:zhangsan", "silence.created", first),
+        ("user:zhangsan", "silence.created", later),
+        ("user:zhangsan", "silence.created", ended),
+        ("user:zhangsan", "silence.expired", ended),
+    ]
+
+
+# --- the gateway obeys them ---------------------------------------------------------------------
+
+
+async def test_a_silence_made_through_the_api_mutes_the_engine_until_expired(
+    app: FastAPI, client: TestClient, state: StateDB, gateway: Gateway
+) -> None:
+    headers = login(app, state, "security")
+    await gateway.engine.start()  # the gateway is running before the silence is made
+    silence = make_silence(client, headers, matchers=["room=a101"])
+    muted = await gateway.fire("b1", "a101")
+    await gateway.fire("b1", "a102")
+    told = [(b.kind, a.labels["room"]) for _ in range(5) for b in await gateway.tick()
+            for a in b.alerts]  # fmt: skip
+    assert told == [("firing", "a102")]
+    shown = client.get(f"/api/v1/alerts/{muted}", headers=headers).json()
+    assert shown["silenced_by"] == [silence]
+
+    assert client.post(f"{SILENCES}/{silence}/expire", headers=headers).status_code == 200
+    told = [(b.kind, a.labels["room"]) for _ in range(70) for b in await gateway.tick()
+            for a in b.alerts]  # fmt: skip
+    assert told == [("firing", "a101")]
+    assert client.get(f"/api/v1/alerts/{muted}", headers=headers).json()["silenced_by"] == []
