@@ -22,10 +22,8 @@ than the console's own address (or ``public_url``) is refused with 403; the logi
 which has no session yet, relies on this check (a forged login cannot come from another
 site's page).
 
-**Login** follows the API's password login to the letter: the same failed-login limit per
-username and per client address (in the state database, shared with the API), the same
-constant-cost password check, the same ``api_logins`` counter and the same ``login`` audit
-entry (with ``via: console``).
+**Login** is the API's password login (:mod:`api.authenticate`): the same failed-login
+limit, password check, counter and ``login`` audit entry (with ``via: console``).
 """
 
 from __future__ import annotations
@@ -42,11 +40,10 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request, Response
 
 from api import accounts
+from api.authenticate import authenticate
 from api.deps import AppContext, Context, Principal, user_principal
 from api.models import Role
-from api.schemas import USERNAME_PATTERN
-from api.security import TokenError, verify_password
-from gateway.audit import append_async
+from api.security import TokenError
 
 SESSION_COOKIE = "archwatch_session"
 COOKIE_PATH = "/console"
@@ -229,30 +226,14 @@ class LoginOutcome:
 
 
 async def log_in(ctx: AppContext, username: str, password: str, address: str) -> LoginOutcome:
-    """Check a console login as ``POST /api/v1/login/access-token`` does (same limit,
-    same counters, same audit entry)."""
+    """Check a console login exactly as the API's password login does
+    (:func:`api.authenticate.authenticate`); the reasons are the login page's."""
     if not username or not password:
         return LoginOutcome(None, 400, "请输入用户名和密码。")
-    now_ns = ctx.clock.now_ns()
-    wait = await asyncio.to_thread(accounts.login_retry_after, ctx.db, username, address, now_ns)
-    if wait is not None:
-        ctx.metrics.inc("api_logins", result="limited")
+    check = await authenticate(ctx, username, password, address, via="console")
+    if check.result == "limited":
+        wait = check.retry_after
         return LoginOutcome(None, 429, f"登录失败次数过多，请 {wait} 秒后再试。", wait)
-    user, password_hash = None, None
-    # A name no user can have (e.g. with NUL, which PostgreSQL refuses) is not looked up.
-    if re.fullmatch(USERNAME_PATTERN, username):
-        user, password_hash = await asyncio.to_thread(accounts.login_user, ctx.db, username)
-    ok = await asyncio.to_thread(verify_password, password, password_hash)
-    if user is None or not ok or user.disabled:
-        await asyncio.to_thread(accounts.record_login_failure, ctx.db, username, address, now_ns)
-        ctx.metrics.inc("api_logins", result="failed")
+    if check.user is None:
         return LoginOutcome(None, 401, "用户名或密码错误。")
-    await asyncio.to_thread(accounts.clear_login_failures, ctx.db, username)
-    ctx.metrics.inc("api_logins", result="ok")
-    await append_async(
-        ctx.db,
-        actor=f"user:{user.username}",
-        action="login",
-        detail={"address": address, "via": "console"},
-    )
-    return LoginOutcome(user, 200, "")
+    return LoginOutcome(check.user, 200, "")

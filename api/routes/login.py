@@ -1,24 +1,17 @@
-"""``POST /api/v1/login/access-token``: the OAuth2 password flow, rate-limited.
-
-Failed logins are counted per username and per client address in the state database (so
-the limit holds across API processes and restarts); over the limit the answer is 429 with
-``Retry-After`` and the password is not even checked.
+"""``POST /api/v1/login/access-token``: the OAuth2 password flow, rate-limited
+(:mod:`api.authenticate`): over the limit the answer is 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request, status
 
-from api import accounts
+from api.authenticate import authenticate
 from api.deps import TOKEN_URL, Context
-from api.schemas import USERNAME_PATTERN, TokenResponse
-from api.security import verify_password
-from gateway.audit import append_async
+from api.schemas import TokenResponse
 
 router = APIRouter(tags=["login"])
 
@@ -81,35 +74,18 @@ async def access_token(request: Request, ctx: Context) -> TokenResponse:
     if not username or not password:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "username and password are required")
     address = request.client.host if request.client else "unknown"
-    now_ns = ctx.clock.now_ns()
-    wait = await asyncio.to_thread(accounts.login_retry_after, ctx.db, username, address, now_ns)
-    if wait is not None:
-        ctx.metrics.inc("api_logins", result="limited")
+    check = await authenticate(ctx, username, password, address, via="api")
+    if check.result == "limited":
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many failed logins; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
+            f"too many failed logins; try again in {check.retry_after} s",
+            headers={"Retry-After": str(check.retry_after)},
         )
-    user, password_hash = None, None
-    # A name no user can have (e.g. with NUL, which PostgreSQL refuses) is not looked up.
-    if re.fullmatch(USERNAME_PATTERN, username):
-        user, password_hash = await asyncio.to_thread(accounts.login_user, ctx.db, username)
-    ok = await asyncio.to_thread(verify_password, password, password_hash)
-    if user is None or not ok or user.disabled:
-        await asyncio.to_thread(accounts.record_login_failure, ctx.db, username, address, now_ns)
-        ctx.metrics.inc("api_logins", result="failed")
+    if check.user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "incorrect username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    await asyncio.to_thread(accounts.clear_login_failures, ctx.db, username)
-    ctx.metrics.inc("api_logins", result="ok")
-    await append_async(
-        ctx.db,
-        actor=f"user:{user.username}",
-        action="login",
-        detail={"address": address},
-    )
-    token = ctx.tokens.issue(user.id)
+    token = ctx.tokens.issue(check.user.id)
     return TokenResponse(access_token=token.token, expires_in=token.expires_in)
