@@ -1,7 +1,8 @@
 """Sessions for the console (``/console``): a cookie holding the login's access token.
 
-**Session.** Logging in on the console issues the same short-lived JWT as the API's
-password login (``ctx.tokens``) and puts it in the cookie ``archwatch_session``:
+**Session.** Logging in on the console issues a session JWT (``ctx.tokens``, kind
+``console``: a working shift long, and refused as an API bearer token) and puts it in the
+cookie ``archwatch_session``:
 ``HttpOnly`` (page scripts cannot read it), ``SameSite=Strict`` (no other site's page can
 make the browser send it), ``Path=/console``, ``Secure`` when the console is served over
 HTTPS, and living as long as the token. Every console page checks the token and the user
@@ -108,7 +109,7 @@ async def _session(ctx: AppContext, request: Request) -> ConsoleSession:
     if not token:
         raise LoginRequired("请先登录。")
     try:
-        user_id = ctx.tokens.check(token)
+        user_id = ctx.tokens.check(token, kind="console")
     except TokenError:
         raise LoginRequired("登录已过期，请重新登录。") from None
     user = await asyncio.to_thread(accounts.get_user, ctx.db, user_id)

@@ -16,6 +16,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import jwt
 from argon2 import PasswordHasher
@@ -73,6 +74,12 @@ class AccessToken:
     expires_in: int
 
 
+TokenKind = Literal["access", "console"]
+# A console session lasts a working shift: the account is re-checked on every page anyway,
+# so a disabled user is out at the next click. The cookie is HttpOnly and SameSite=Strict.
+CONSOLE_TTL_S = 8 * 3600
+
+
 class TokenError(Exception):
     """The bearer token is forged, malformed or expired (the message says which)."""
 
@@ -100,15 +107,18 @@ class Tokens:
             self._key = hmac.new(base, _JWT_LABEL, hashlib.sha256).digest()
         return self._key
 
-    def issue(self, user_id: int) -> AccessToken:
-        """A token for ``user_id`` valid for :attr:`ttl_s` seconds from now."""
+    def issue(self, user_id: int, *, kind: TokenKind = "access") -> AccessToken:
+        """A token for ``user_id``: an API ``access`` token valid for :attr:`ttl_s` seconds,
+        or a ``console`` session token valid for a working shift (CONSOLE_TTL_S)."""
         now = self._clock.now_ns() // 1_000_000_000
-        claims = {"sub": str(user_id), "iat": now, "exp": now + self.ttl_s, "typ": "access"}
+        ttl = self.ttl_s if kind == "access" else CONSOLE_TTL_S
+        claims = {"sub": str(user_id), "iat": now, "exp": now + ttl, "typ": kind}
         token = jwt.encode(claims, self._secret(), algorithm=JWT_ALGORITHM)
-        return AccessToken(token=token, expires_in=self.ttl_s)
+        return AccessToken(token=token, expires_in=ttl)
 
-    def check(self, token: str) -> int:
-        """The user id the token was issued for; :class:`TokenError` otherwise."""
+    def check(self, token: str, *, kind: TokenKind = "access") -> int:
+        """The user id a token of ``kind`` was issued for; :class:`TokenError` otherwise (a
+        console session token is no API bearer token, and the other way round)."""
         try:
             claims = jwt.decode(
                 token,
@@ -120,7 +130,7 @@ class Tokens:
         except jwt.InvalidTokenError:
             raise TokenError("the access token is invalid") from None
         exp, sub = claims.get("exp"), claims.get("sub")
-        if claims.get("typ") != "access" or not isinstance(exp, int) or not isinstance(sub, str):
+        if claims.get("typ") != kind or not isinstance(exp, int) or not isinstance(sub, str):
             raise TokenError("the access token is invalid")
         if self._clock.now_ns() // 1_000_000_000 >= exp:
             raise TokenError("the access token has expired; log in again")

@@ -272,7 +272,7 @@ async def login_submit(
         if outcome.retry_after is not None:
             page.headers["Retry-After"] = str(outcome.retry_after)
         return page
-    token = ctx.tokens.issue(outcome.user.id)
+    token = ctx.tokens.issue(outcome.user.id, kind="console")
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session(request, response, token.token, token.expires_in)
     response.headers.update(HEADERS)

@@ -17,7 +17,7 @@ from gateway import audit
 from gateway.clock import ManualClock
 from gateway.settings import Settings
 from gateway.statedb import StateDB
-from tests.api.conftest import PASSWORD, add_user, bearer
+from tests.api.conftest import PASSWORD, add_user, bearer, context
 
 URL = "/api/v1/login/access-token"
 
@@ -177,3 +177,16 @@ def test_login_on_postgresql_with_hostile_names(tmp_path: Path, postgres_url: st
             assert client.get("/api/v1/users/me", headers=bad).status_code == 401
     finally:
         db.close()
+
+
+def test_a_console_session_token_is_not_an_api_token_nor_the_other_way_round(
+    app: FastAPI, client: TestClient, state: StateDB
+) -> None:
+    user = add_user(state, Role.INSPECTOR)
+    tokens = context(app).tokens
+    console = tokens.issue(user.id, kind="console").token
+    answer = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {console}"})
+    assert answer.status_code == 401
+    api_token = tokens.issue(user.id).token
+    client.cookies.set("archwatch_session", api_token, path="/console")
+    assert client.get("/console").status_code == 401
