@@ -1,4 +1,4 @@
-# One image for the gateway (and, with its issue, the API): `archwatch <command>`.
+# One image for the gateway and the API: `archwatch <command>`.
 #   docker compose up            (see docker-compose.yml and README "Running with Docker")
 #   docker run ... archwatch:local run /config/site.yaml
 FROM python:3.11-slim
@@ -11,6 +11,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY collectors collectors
+COPY alerting alerting
+COPY api api
+COPY grafana grafana
 COPY examples examples
 COPY standards standards
 COPY firmware_configs firmware_configs

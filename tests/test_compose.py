@@ -313,3 +313,27 @@ def test_example_mqtt_devices_may_publish_on_their_topics_under_the_acl() -> Non
                 assert all("%u" in p for p in allowed)
                 checked += 1
     assert checked > 0
+
+
+def test_the_image_copies_every_package_pip_installs() -> None:
+    """pip install in the image fails outright if a package folder of pyproject.toml is
+    missing (the API and alerting would never start from it)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    tools = project["tool"]["setuptools"]
+    folders = {p.split(".")[0] for p in tools["packages"] if not p.startswith("archwatch_")}
+    folders |= {d.split("/")[0] for d in tools["package-dir"].values()}
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    copied = set(re.findall(r"^COPY (\S+) \1$", dockerfile, flags=re.MULTILINE))
+    assert folders <= copied, f"Dockerfile does not COPY {sorted(folders - copied)}"
+
+
+def test_the_api_service_serves_the_site_from_the_gateways_data_volume() -> None:
+    services = _services()
+    api, gateway = services["api"], services["gateway"]
+    command = api["command"]
+    result = CliRunner().invoke(cli, [command[0], "--help"])
+    assert result.exit_code == 0 and "--site" in result.output
+    assert command[command.index("--site") + 1].startswith("/config/")
+    assert _mounts(api) == _mounts(gateway)
