@@ -177,7 +177,7 @@ class AlertEngine:
         if self._started:
             return
         alerts = await asyncio.to_thread(store.load_live_alerts, self.db)
-        self.lifecycle = Lifecycle(a for a in alerts if a.is_open)
+        self.lifecycle = Lifecycle.resumed(a for a in alerts if a.is_open)
         self._resolved = {a.id: a for a in alerts if not a.is_open}
         silences = await asyncio.to_thread(store.load_silences, self.db, self.clock.now_ns())
         self.silencer = Silencer(silences)

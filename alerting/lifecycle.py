@@ -117,6 +117,19 @@ class Lifecycle:
             if alert.is_open:
                 self._open[alert.fingerprint] = alert
 
+    @classmethod
+    def resumed(cls, alerts: Iterable[Alert]) -> Lifecycle:
+        """The lifecycle after a restart. A pending alert waits for a fresh active
+        condition before its ``for`` can fire it: the condition may have cleared while
+        nothing was evaluated, and a first tick must not page anyone for a room that is
+        back in band (Prometheus likewise fires a restored alert only at an evaluation
+        that finds its condition still true)."""
+        alerts = list(alerts)
+        for alert in alerts:
+            if alert.state == AlertState.PENDING and alert.inactive_since_ns is None:
+                alert.inactive_since_ns = alert.last_active_ns
+        return cls(alerts)
+
     def open_alerts(self) -> list[Alert]:
         return sorted(self._open.values(), key=lambda a: (a.started_at_ns, a.id))
 

@@ -265,6 +265,29 @@ async def test_state_survives_a_restart_including_for_progress(db: StateDB) -> N
     assert second.counts() == {"pending": 0, "firing": 2, "acknowledged": 0}
 
 
+async def test_a_pending_alert_restored_after_its_for_needs_a_fresh_reading_to_fire(
+    db: StateDB,
+) -> None:
+    """The gateway stopped while an excursion was pending and restarted after its ``for``:
+    the first tick must not fire it (the room may be back in band); the first reading
+    decides."""
+    clock, events = ManualClock(T0), Events()
+    first = make_engine(db, clock, Outbox(), events)
+    await first.process([cond(for_s=20)])
+    await first.process([cond(at=10, for_s=20, room="A102")])
+
+    second = make_engine(db, clock, Outbox(), events)
+    assert await second.tick(T0 + 60 * S) == []
+    assert second.counts() == {"pending": 2, "firing": 0, "acknowledged": 0}
+    await second.process([cond(False, 61, for_s=20)])  # A101 back in band: closed quietly
+    await second.process([cond(at=61, for_s=20, room="A102")])  # A102 still out: fires
+    await second.tick(T0 + 62 * S)
+
+    [firing] = await second.alerts()
+    assert (firing.alert.labels["room"], firing.alert.state) == ("A102", AlertState.FIRING)
+    assert [(e.kind, e.tags["room"]) for e in events.events] == [("alert_fired", "A102")]
+
+
 async def test_drill_alerts_are_marked_and_never_counted_with_real_ones(db: StateDB) -> None:
     clock = ManualClock(T0)
     engine = make_engine(db, clock, Outbox(), Events())
