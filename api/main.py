@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -56,6 +58,17 @@ def templates() -> Jinja2Templates:
 def describe_metrics(context: AppContext) -> None:
     """HELP and TYPE of the API process's own counters."""
     context.metrics.describe("api_logins", "counter", "Password logins by result.")
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 saying where and why, without echoing the input: a password, a note of
+    twenty thousand characters or a key sent in the wrong field stays out of the answer."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def create_app(
@@ -105,6 +118,7 @@ def create_app(
                 context.db.close()
 
     app = FastAPI(title="archwatch", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.ctx = context
     app.include_router(ack.router)
     app.include_router(health.router)
