@@ -36,6 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerting.ack_models import AckCodeRow, AckLinkUseRow, AckRequestRow
+from alerting.ackqueue import MAX_NOTE_CHARS as MAX_NOTE_CHARS
+from alerting.ackqueue import QUEUE_LOCK_KEY, queue_action
 from alerting.model import NotificationBatch
 from alerting.outbox import NewMessage
 from alerting.state_models import AlertRow
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 24 * 3600
 PAGE_NONCE_TTL_S = 2 * 3600
 MAX_TOKEN_CHARS = 400
-MAX_NOTE_CHARS = 500
 CODE_DIGITS = 6
 MAX_CODE_FAILURES = 5
 CODE_FAILURE_WINDOW_S = 15 * 60
@@ -324,6 +325,9 @@ class AckLinks:
         request_id = 0
         try:
             with self.db.session(write=True) as session:
+                # Check-then-queue under the lock the API's actions take: a link and an
+                # API or console acknowledgement cannot both pass the check.
+                self.db.lock(session, QUEUE_LOCK_KEY)
                 result = self._check(session, claims)
                 if result.ok:
                     session.add(
@@ -409,6 +413,7 @@ class AckLinks:
             return Check(Verdict.TOO_MANY_ATTEMPTS, reason, contact_id=contact_id)
         request_id = 0
         with self.db.session(write=True) as session:
+            self.db.lock(session, QUEUE_LOCK_KEY)  # as in use(): one queued action per alert
             result, row = self._code_check(session, code, contact_id, now)
             if result.ok and result.alert is not None and row is not None:
                 row.used_at_ns = now
@@ -512,14 +517,8 @@ class AckLinks:
 
 
 def _queue(session: Session, alert_id: str, user: str, note: str, via: str, now: int) -> int:
-    row = AckRequestRow(
-        alert_id=alert_id,
-        user=user,
-        note=note[:MAX_NOTE_CHARS],
-        via=via,
-        created_at_ns=now,
-        status="pending",
+    # The one way into the queue (the API and the console use it too); the caller took
+    # QUEUE_LOCK_KEY before checking that nothing is queued for the alert.
+    return queue_action(
+        session, alert_id=alert_id, user=user, note=note, via=via, action="ack", now_ns=now
     )
-    session.add(row)
-    session.flush()
-    return row.id

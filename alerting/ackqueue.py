@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 
 from alerting import state_models
 from alerting.ack_models import AckRequestRow
-from alerting.acklink import MAX_NOTE_CHARS
 from alerting.engine import AlertEngine
 from alerting.lifecycle import AlertError
 from alerting.model import AlertState
@@ -41,6 +40,7 @@ Action = Literal["ack", "resolve"]
 ACTIONS: tuple[Action, ...] = ("ack", "resolve")
 VIAS = ("link", "code", "api", "console")
 MAX_USER_CHARS = 64  # the column's width
+MAX_NOTE_CHARS = 500
 # pg_advisory_xact_lock key serialising check-then-queue across processes: ASCII "ackqueue".
 QUEUE_LOCK_KEY = 0x61636B7175657565
 

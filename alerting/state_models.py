@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from alerting.lifecycle import Alert
 from alerting.model import AlertState, Severity
-from alerting.silence import Silence, matchers_from_json, matchers_json
+from alerting.silence import Matcher, Silence, matchers_from_json, matchers_json
 from gateway.models import Base
 from gateway.statedb import StateDB
 
@@ -269,7 +269,8 @@ def page_alerts(
     an alert that started this instant) select alerts that started in that window; an
     alert still open is listed whatever its start, as long as it started by the window's
     end: an alert firing for months is still news. ``visible_buildings`` (None:
-    every building) hides alerts labelled with another building.
+    every building) hides alerts labelled with another building, and alerts without a
+    building label.
     """
     where: list[ColumnElement[bool]] = [
         # A pending alert that closed before firing was never anyone's news: not listed.
@@ -317,8 +318,8 @@ def page_alerts(
                 continue
             if room is not None and labels.get("room") != room:
                 continue
-            seen = labels.get("building")
-            if visible_buildings is not None and seen is not None and seen not in visible_buildings:
+            # Scoped to buildings: an alert without a building label is none of theirs.
+            if visible_buildings is not None and labels.get("building") not in visible_buildings:
                 continue
             ids.append(alert_id)
         page = ids[offset : offset + limit]
@@ -342,30 +343,68 @@ def _silence_from_row(row: SilenceRow) -> Silence:
     )
 
 
-def get_silence(db: StateDB, silence_id: str) -> Silence | None:
-    """One silence by id; None when unknown. Blocking."""
-    with db.session() as session:
-        row = session.get(SilenceRow, silence_id)
-        return _silence_from_row(row) if row is not None else None
+def silence_in_buildings(silence: Silence, buildings: frozenset[str]) -> bool:
+    """Whether ``silence`` is about one of ``buildings``: it has a ``building=<b>``
+    equality matcher with ``b`` among them. A silence without one may mute alerts of any
+    building, so it belongs to none in particular."""
+    return _about(silence.matchers, buildings)
+
+
+def _about(matchers: Iterable[Matcher], buildings: frozenset[str]) -> bool:
+    return any(m.name == "building" and m.op == "=" and m.value in buildings for m in matchers)
+
+
+def _matcher_is(name: str, value: str) -> ColumnElement[bool]:
+    """A prefilter on the matchers JSON (``["building", "=", "b1"]``, as
+    :func:`~alerting.silence.matchers_json` writes it); SQLite's LIKE ignores ASCII case,
+    so callers check the parsed matchers exactly afterwards."""
+    triple = json.dumps([name, "=", value], ensure_ascii=False)
+    return SilenceRow.matchers.contains(triple, autoescape=True)
 
 
 def page_silences(
-    db: StateDB, *, active_at_ns: int | None = None, limit: int = 100, offset: int = 0
+    db: StateDB,
+    *,
+    active_at_ns: int | None = None,
+    visible_buildings: frozenset[str] | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> tuple[list[Silence], int]:
-    """Silences newest first (all, or those active at ``active_at_ns``) and the total."""
+    """Silences newest first (all, or those active at ``active_at_ns``) and the total.
+
+    ``visible_buildings`` (None: every silence) keeps only the silences about one of those
+    buildings (:func:`silence_in_buildings`); the total counts only those."""
     where: list[ColumnElement[bool]] = []
     if active_at_ns is not None:
         where += [SilenceRow.starts_at_ns <= active_at_ns, SilenceRow.ends_at_ns > active_at_ns]
+    order = (SilenceRow.created_at_ns.desc(), SilenceRow.id)
+    if visible_buildings is not None:
+        if not visible_buildings:
+            return [], 0
+        where.append(or_(*(_matcher_is("building", b) for b in sorted(visible_buildings))))
+        with db.session() as session:
+            # Exact on the parsed matchers: the ids of those that qualify, then the page.
+            ids = [
+                silence_id
+                for silence_id, matchers in session.execute(
+                    select(SilenceRow.id, SilenceRow.matchers).where(*where).order_by(*order)
+                )
+                if _about(matchers_from_json(matchers), visible_buildings)
+            ]
+            page = ids[offset : offset + limit]
+            found = {
+                row.id: _silence_from_row(row)
+                for row in session.execute(
+                    select(SilenceRow).where(SilenceRow.id.in_(page))
+                ).scalars()
+            }
+            return [found[i] for i in page if i in found], len(ids)
     with db.session() as session:
         total = session.execute(
             select(func.count()).select_from(SilenceRow).where(*where)
         ).scalar_one()
         rows = session.execute(
-            select(SilenceRow)
-            .where(*where)
-            .order_by(SilenceRow.created_at_ns.desc(), SilenceRow.id)
-            .offset(offset)
-            .limit(limit)
+            select(SilenceRow).where(*where).order_by(*order).offset(offset).limit(limit)
         ).scalars()
         return [_silence_from_row(row) for row in rows], int(total)
 
@@ -378,17 +417,28 @@ class SilenceEnded(ValueError):
         self.silence = silence
 
 
-def expire_silence(db: StateDB, silence_id: str, user: str, now_ns: int) -> Silence:
+def expire_silence(
+    db: StateDB,
+    silence_id: str,
+    user: str,
+    now_ns: int,
+    *,
+    visible_buildings: frozenset[str] | None = None,
+) -> Silence:
     """End a silence now, in one transaction (the API and the engine share this).
 
-    Raises KeyError for an unknown id and :class:`SilenceEnded` when it has ended already.
-    A silence that has not started yet ends at its start, so it never mutes anything.
+    Raises KeyError for an unknown id, or one not about ``visible_buildings`` (None: any
+    silence; see :func:`silence_in_buildings`), and :class:`SilenceEnded` when it has
+    ended already. A silence that has not started yet ends at its start, so it never
+    mutes anything.
     """
     with db.session(write=True) as session:
         row = session.get(SilenceRow, silence_id)
         if row is None:
             raise KeyError(silence_id)
         current = _silence_from_row(row)
+        if visible_buildings is not None and not silence_in_buildings(current, visible_buildings):
+            raise KeyError(silence_id)
         if current.ends_at_ns <= now_ns or current.expired_by is not None:
             raise SilenceEnded(current)
         row.ends_at_ns = min(row.ends_at_ns, max(now_ns, row.starts_at_ns))

@@ -23,6 +23,15 @@ MAX_FAILURES_PER_ADDRESS = 20
 _NS = 1_000_000_000
 
 
+KEY_ROLES_REFUSED = frozenset({Role.KEEPER})
+KEEPER_KEY_REFUSAL = (
+    "API keys cannot hold the role keeper: keys are not scoped to buildings; "
+    "give a machine inspector (read-only) or security"
+)
+"""Why a key may not be a keeper: a keeper sees only the buildings assigned to them (#6),
+and a key has no buildings, so it would see every one."""
+
+
 class UsernameTaken(Exception):
     """Another user already has this username."""
 
@@ -176,13 +185,17 @@ def _key(row: ApiKeyRow) -> ApiKey:
 def create_api_key(
     db: StateDB, *, name: str, roles: Iterable[Role], created_by: str, now: datetime
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret text (shown once, never stored)."""
+    """A new key and its secret text (shown once, never stored); ValueError for a role a
+    key may not hold (:data:`KEY_ROLES_REFUSED`)."""
+    key_roles = _roles(roles)
+    if KEY_ROLES_REFUSED & set(key_roles):
+        raise ValueError(KEEPER_KEY_REFUSAL)
     new: NewApiKey = new_api_key()
     row = ApiKeyRow(
         name=name,
         prefix=new.prefix,
         key_hash=new.key_hash,
-        roles=[r.value for r in _roles(roles)],
+        roles=[r.value for r in key_roles],
         created_by=created_by,
         created_at=now,
         revoked_at=None,

@@ -5,7 +5,8 @@
 cookie ``archwatch_session``:
 ``HttpOnly`` (page scripts cannot read it), ``SameSite=Strict`` (no other site's page can
 make the browser send it), ``Path=/console``, ``Secure`` when the console is served over
-HTTPS, and living as long as the token. Every console page checks the token and the user
+HTTPS (the request's scheme, or ``public_url``'s when a proxy terminates TLS and forwards
+plain HTTP), and living as long as the token. Every console page checks the token and the user
 on every request, exactly as the API checks a bearer token, so a disabled account is out
 at its next click. When the token expires the next page is the login form again.
 
@@ -42,7 +43,7 @@ from fastapi import Depends, Request, Response
 
 from api import accounts
 from api.authenticate import authenticate
-from api.deps import AppContext, Context, Principal, user_principal
+from api.deps import AppContext, Context, Principal, app_context, user_principal
 from api.models import Role
 from api.security import TokenError
 
@@ -192,6 +193,17 @@ def safe_next(target: str | None) -> str:
     return COOKIE_PATH
 
 
+def _secure(request: Request) -> bool:
+    """Whether the cookie must be ``Secure``: the browser reaches the console over HTTPS.
+    Behind a proxy that terminates TLS the request here is plain HTTP, so ``public_url``
+    (the address people use) counts too; a cookie sent in clear would give the session
+    away."""
+    if request.url.scheme == "https":
+        return True
+    public = app_context(request).settings.public_url
+    return urlsplit(public).scheme.lower() == "https"
+
+
 def set_session(request: Request, response: Response, token: str, max_age: int) -> None:
     """Put the access token in the session cookie (see the module docstring)."""
     response.set_cookie(
@@ -199,7 +211,7 @@ def set_session(request: Request, response: Response, token: str, max_age: int) 
         token,
         max_age=max_age,
         path=COOKIE_PATH,
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
         httponly=True,
         samesite="strict",
     )
@@ -210,7 +222,7 @@ def clear_session(request: Request, response: Response) -> None:
     response.delete_cookie(
         SESSION_COOKIE,
         path=COOKIE_PATH,
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
         httponly=True,
         samesite="strict",
     )

@@ -149,8 +149,14 @@ async def optional_principal(
         key = await asyncio.to_thread(accounts.find_api_key, ctx.db, api_key)
         if key is None:
             raise _unauthorized("the API key is unknown or revoked")
+        # Keys are not scoped to buildings, so the role keeper (which is) never counts for
+        # one, even on a key stored before keys were refused that role.
         return Principal(
-            id=key.id, kind="apikey", name=key.name, roles=frozenset(key.roles), buildings=None
+            id=key.id,
+            kind="apikey",
+            name=key.name,
+            roles=frozenset(key.roles) - {Role.KEEPER},
+            buildings=None,
         )
     return None
 

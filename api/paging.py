@@ -2,9 +2,9 @@
 
 Every listing is paged (``limit`` at most :data:`MAX_LIMIT`, ``offset``) and answers a
 :class:`Page` with the total, so a client knows when it has seen everything. Every time
-range is bounded: ``start`` and ``end`` (ISO 8601; a time without offset is in the site's
-time zone, ``ARCHWATCH_TIMEZONE``), ``end`` after ``start``, the span at most what the
-route allows, so no request can ask the store for years of raw data.
+range is bounded: ``start`` and ``end`` (ISO 8601; a time without offset is in the API's
+time zone, :func:`api.status.api_zone`: the site file's), ``end`` after ``start``, the
+span at most what the route allows, so no request can ask the store for years of raw data.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
 from api.deps import Context
+from api.status import api_zone, local_time
 from gateway.reading import ns_from_datetime
 
 MAX_LIMIT = 500
@@ -78,7 +79,9 @@ class TimeRange:
         return (self.end - self.start).total_seconds()
 
 
-def _bad(detail: str) -> HTTPException:
+def unprocessable(detail: str) -> HTTPException:
+    """The 422 every route answers for a request it understood but cannot serve; ``detail``
+    says where and why."""
     return HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
@@ -93,19 +96,19 @@ def time_range(*, default: timedelta, longest: timedelta) -> Callable[..., TimeR
         ] = None,
         end: Annotated[datetime | None, Query(description="ISO 8601; default: now")] = None,
     ) -> TimeRange:
-        zone = ZoneInfo(ctx.settings.timezone)
+        zone = api_zone(ctx)
         try:
-            now = datetime.fromtimestamp(ctx.clock.now_ns() / 1e9, zone)
+            now = local_time(ctx.clock.now_ns(), zone)
             end_at = _aware(end, zone) if end is not None else now
             start_at = _aware(start, zone) if start is not None else end_at - default
             if end_at <= start_at:
-                raise _bad("end must be after start")
+                raise unprocessable("end must be after start")
             if end_at - start_at > longest:
-                raise _bad(f"the time range is longer than {_span(longest)}; ask for less")
+                raise unprocessable(f"the time range is longer than {_span(longest)}; ask for less")
             if not (start_at > EARLIEST and end_at < LATEST):
-                raise _bad("start and end must lie between 1970 and 2262")
+                raise unprocessable("start and end must lie between 1970 and 2262")
         except OverflowError:
-            raise _bad("start or end is out of range") from None
+            raise unprocessable("start or end is out of range") from None
         return TimeRange(start_at, end_at)
 
     return dependency

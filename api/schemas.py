@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
+from api.accounts import KEEPER_KEY_REFUSAL, KEY_ROLES_REFUSED
 from api.models import Role
 from api.security import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 
@@ -95,10 +97,19 @@ class Me(BaseModel):
 
 
 class ApiKeyCreate(_Request):
-    """What an admin sets on a new API key."""
+    """What an admin sets on a new API key (never the role keeper: 422)."""
 
     name: KeyName
     roles: Roles
+
+    @field_validator("roles")
+    @classmethod
+    def _no_keeper(cls, roles: list[Role]) -> list[Role]:
+        # Checked here too (accounts.create_api_key refuses it as well) so that the client
+        # gets a 422 naming the field rather than a 500.
+        if KEY_ROLES_REFUSED.intersection(roles):
+            raise PydanticCustomError("api_key_role", KEEPER_KEY_REFUSAL)
+        return roles
 
 
 class ApiKeyPublic(BaseModel):

@@ -28,6 +28,8 @@ The console imports :func:`room_statuses` and :func:`room_status`.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -48,13 +50,14 @@ from api.schemas_rooms import (
     SensorReading,
     StorageClassPublic,
 )
-from gateway.reading import UNITS, Reading, SensorKind
+from gateway.reading import UNITS, Reading, SensorKind, datetime_from_ns
 from gateway.site import Building, ModbusDevice, MqttDevice, Room, SensorRef, Site
 from gateway.standards import StandardsProfile
 from gateway.store.base import ReadingFilter, StoreError
 
 READER_ROLES = (Role.KEEPER, Role.SECURITY, Role.INSPECTOR, Role.DRILL_COORDINATOR)
-"""Who may read the site, statuses, readings, series and summaries (admin always may)."""
+"""Who may read the site, statuses, readings, series, summaries, alerts and silences (admin
+always may)."""
 
 STALE_INTERVALS_MIN = 3
 """A sensor is stale after at least this many report intervals of its device."""
@@ -78,13 +81,6 @@ def device_interval(device: ModbusDevice | MqttDevice) -> float:
 def stale_after_s(device: ModbusDevice | MqttDevice) -> float:
     """How old a device's newest reading may be before its sensors count as offline."""
     return max(device.offline_after, STALE_INTERVALS_MIN) * device_interval(device)
-
-
-def unit(kind: str) -> str:
-    try:
-        return UNITS[SensorKind(kind)]
-    except ValueError:
-        return ""
 
 
 def band_public(profile: StandardsProfile, kind: SensorKind) -> BandPublic:
@@ -116,25 +112,37 @@ def site_zone(site: Site) -> ZoneInfo:
 
 
 def api_zone(ctx: AppContext) -> ZoneInfo:
-    """The API's time zone (``timezone`` setting): times are shown, and naive query times
-    read, in it; daily summaries use its days."""
+    """The API's one time zone: the site file's when a site is loaded (the zone the alert
+    rules, calibration dates and the Grafana daily board use), else the ``timezone``
+    setting. Times are shown, naive query times read, series aligned and daily summaries
+    cut in it."""
+    if ctx.site is not None:
+        return site_zone(ctx.site)
     return ZoneInfo(ctx.settings.timezone)
 
 
 def local_time(ts_ns: int, zone: ZoneInfo) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, zone)
+    """Nanoseconds since the epoch as an aware datetime in ``zone``."""
+    return datetime_from_ns(ts_ns).astimezone(zone)
 
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"no {what}")
 
 
+log = logging.getLogger(__name__)
+
+STORE_UNAVAILABLE = "the reading store did not answer; try again shortly"
+# user:password@ in a URL the store's message may quote (its token is scrubbed already).
+_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
+
+
 def store_unavailable(exc: StoreError) -> HTTPException:
-    """503 for a store that did not answer (its messages never carry the token)."""
-    return HTTPException(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail=f"the reading store did not answer: {exc}",
-    )
+    """503 for a store that did not answer, with a fixed message: the store's own words
+    (InfluxDB's internal address, raw server errors) are for the operator's log, not for
+    every reader. Call it once per failure: each call logs it."""
+    log.warning("reading store failed: %s", _USERINFO.sub("***@", str(exc)))
+    return HTTPException(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail=STORE_UNAVAILABLE)
 
 
 def find_room(site: Site, principal: Principal, building: str, room: str) -> tuple[Building, Room]:
@@ -227,7 +235,8 @@ def _status(
     alerts: list[Alert],
     now_ns: int,
 ) -> tuple[RoomStatus, list[SensorReading]]:
-    today = local_time(now_ns, site_zone(site)).date()
+    # The site's zone is the API's zone (api_zone): the alert rules count due dates in it.
+    today = local_time(now_ns, zone).date()
     profile = site.standards.get(room.storage_class)
     readings = [sensor_reading(p, latest.get(p.ref.sensor), now_ns, zone) for p in places]
 

@@ -1,13 +1,14 @@
-"""Daily summaries of a room (the daily ledger): per local day, for temperature and
-humidity, the minimum, mean, maximum and time in band.
+"""Daily summaries of a room (the daily ledger): per local day, for temperature and humidity,
+the minimum, mean, maximum and time in band.
 
-**Days** are local days of the API's time zone (the ``timezone`` setting, default
-Asia/Shanghai): from local midnight to the next. The store computes the aggregates with
-one-day buckets shifted onto local midnight (``Store.series(..., offset_s=...)``: InfluxQL
-``GROUP BY time(86400s, 57600s)`` on InfluxDB, the same arithmetic in SQL on the embedded
-store). Consecutive days of equal length form one query; a day of another length (a
-daylight-saving change, in zones that have one) is a query of its own with that length as
-its step, so its bucket is exactly that day.
+**Days** are local days of the API's time zone (:func:`api.status.api_zone`: the site
+file's, as on the Grafana daily board): from local midnight to the next. The store
+computes the aggregates with one-day buckets shifted onto local midnight
+(``Store.series(..., offset_s=...)``: InfluxQL ``GROUP BY time(86400s, 57600s)`` on
+InfluxDB, the same arithmetic in SQL on the embedded store). Consecutive days of equal
+length form one query; a day of another length (a daylight-saving change, in zones that
+have one) is a query of its own with that length as its step, so its bucket is exactly
+that day.
 
 **Which days**: those whose local midnight lies in [start, end). ``start=2026-01-01&
 end=2026-01-08`` is the seven days from 1 to 7 January; the default (the last 7 days up to
@@ -17,15 +18,18 @@ now) is the six days before today and today so far (``complete`` false).
 day of every sensor of that kind in the room. With several sensors the mean is weighted by
 each sensor's reading count (so it is the mean of all the readings).
 
-**Time in band**: the store's ``mean`` per five-minute bucket (step 300 s, on the same
-local-midnight grid), per sensor; a bucket with data is *in band* when its mean lies inside
-the room's band (inclusive). ``time_in_band = buckets in band / buckets with data``, summed
-over the room's sensors of that kind; ``minutes_with_data`` and ``minutes_in_band`` are
-those bucket counts times five (1440 minutes with data is a full day for one sensor). It
-is a fraction of the time covered by data: a gap counts neither in nor out of band, and
-``minutes_with_data`` shows the coverage. A five-minute mean smooths out only excursions
-shorter than that (a room's climate moves over hours); one-minute buckets would cost five
-times the points for a 92-day request (264,960 per sensor instead of 26,496).
+**Time in band** counts *time*, not readings: the store's ``mean`` per five-minute bucket
+(step 300 s, on the same local-midnight grid), per sensor; a bucket with data is *in band*
+when its mean lies inside the room's band (inclusive). ``time_in_band = buckets in band /
+buckets with data``, summed over the room's sensors of that kind; ``minutes_with_data``
+and ``minutes_in_band`` are those bucket counts times five (1440 minutes with data is a
+full day for one sensor). It is a fraction of the time covered by data: a gap counts
+neither in nor out of band, and ``minutes_with_data`` shows the coverage. A five-minute
+mean smooths out only excursions shorter than that (a room's climate moves over hours);
+one-minute buckets would cost five times the points for a 92-day request (264,960 per
+sensor instead of 26,496). The Grafana daily board's "按读数计的达标比例" is another figure: the
+share of raw *readings* in band (a sensor reporting more often weighs more there); the two
+differ and are not compared.
 
 Drill readings never count: ``Store.series`` leaves readings with a ``drill_id`` out.
 """
@@ -47,6 +51,7 @@ from api.status import (
     band_public,
     band_text,
     find_room,
+    local_time,
     store_unavailable,
 )
 from gateway.reading import SensorKind, ns_from_datetime
@@ -228,14 +233,14 @@ async def room_daily(
         room=r.id,
         room_name=r.name or r.id,
         storage_class=r.storage_class,
-        timezone=ctx.settings.timezone,
+        timezone=zone.key,
         band=band_text(profile),
         sensors=sensors,
         days=[
             DaySummary(
                 date=d.day,
-                start=datetime.fromtimestamp(d.start_ns / S, zone),
-                end=datetime.fromtimestamp(d.end_ns / S, zone),
+                start=local_time(d.start_ns, zone),
+                end=local_time(d.end_ns, zone),
                 complete=d.end_ns <= now_ns,
                 temperature=accs["temperature"][i].result(band_of["temperature"]),
                 humidity=accs["humidity"][i].result(band_of["humidity"]),

@@ -180,21 +180,25 @@ def _row_hash(row: AuditLogRow) -> str:
     )
 
 
-def _to_entry(row: AuditLogRow) -> AuditEntry:
+def parse_detail(text: str) -> dict[str, Any]:
+    """An entry's stored detail as a dict; text that is not a JSON object (only reachable by
+    tampering, which verify then names) as ``{"_raw": text}``, so listings stay usable and
+    show what is there."""
     try:
-        detail = json.loads(row.detail)
+        detail = json.loads(text)
     except ValueError:
         detail = None
-    if not isinstance(detail, dict):
-        # Only reachable by tampering; keep the listing usable and show what is there.
-        detail = {"_raw": row.detail}
+    return detail if isinstance(detail, dict) else {"_raw": text}
+
+
+def _to_entry(row: AuditLogRow) -> AuditEntry:
     return AuditEntry(
         seq=row.seq,
         ts=row.ts,
         actor=row.actor,
         action=row.action,
         target=row.target,
-        detail=detail,
+        detail=parse_detail(row.detail),
         detail_json=row.detail,
         prev_hash=row.prev_hash,
         hash=row.hash,

@@ -457,6 +457,10 @@ def apikey_create(
             target=f"apikey:{key.id}",
             detail={"name": key.name, "prefix": key.prefix, "roles": list(key.roles)},
         )
+    except ValueError as exc:
+        # A role a key may not hold (keeper: keys are not scoped to buildings).
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     finally:
         db.close()
     click.echo(f"created API key {key.name} (id {key.id}): {', '.join(key.roles)}", err=True)

@@ -353,115 +353,129 @@ async def run_demo(
     os.environ.setdefault("ARCHWATCH_DEMO_RECEIVER", receiver.url)
     gateway = Gateway(settings, site, clock=clock)
     start_ns = clock.now_ns()  # readings of earlier runs in this data dir are older
-    await gateway.start()
-    interactive = sys.stderr.isatty()
-    sys.stderr.write(
-        f"archwatch demo: site {site.id}, {sum(1 for _ in site.placements())} devices, "
-        f"data in {settings.data_dir}, store: "
-        f"{'InfluxDB ' + (settings.influx_url or '') if settings.influx_url else 'embedded'}"
-        f"{'' if duration else '; Ctrl-C to stop'}\n"
-    )
-    admin = await asyncio.to_thread(ensure_admin, gateway.statedb, datetime.now(UTC))
-    api_server, api_task = await start_api(settings, site, api_sock)
-    # Printed once, to the terminal only: the password is in no log and not in the summary.
-    sys.stderr.write(
-        f"archwatch demo: console on {api_url}/console/ and API on {api_url}/api/v1/\n"
-        f"archwatch demo: {admin.message}\n"
-    )
-    sys.stderr.flush()
-
-    async def simulate() -> None:
-        next_pub = 0.0
-        while True:
-            now = time.time()
-            devices.update_modbus(now)
-            if now >= next_pub:
-                devices.publish_mqtt(now)
-                next_pub = now + PUBLISH_INTERVAL_S
-            await asyncio.sleep(SIM_TICK_S)
-
-    async def status_line() -> None:
-        last_received, last_t, last_print = 0, time.monotonic(), 0.0
-        while True:
-            await asyncio.sleep(1.0)
-            st = await gateway.status()
-            now = time.monotonic()
-            rate = (st.readings_received - last_received) / max(now - last_t, 1e-6)
-            last_received, last_t = st.readings_received, now
-            line = (
-                f"[{(clock.now_ns() - start_ns) / 1e9:5.0f}s] {rate:5.1f} readings/s  "
-                f"devices {st.devices_online}/{st.devices_total} online  "
-                f"spool {st.spool_depth}  stored {st.readings_stored}  "
-                f"rejected {st.readings_rejected}"
-            )
-            if gateway.alerting is not None:
-                fired = gateway.alerting.engine.stats().get("alerts_fired", 0)
-                sent = int(gateway.metrics.total("notifications_sent"))
-                line += f"  alerts {fired}  notified {sent}"
-            if interactive:
-                sys.stderr.write("\r" + line)
-                sys.stderr.flush()
-            elif now - last_print >= 5:
-                sys.stderr.write(line + "\n")
-                last_print = now
-
-    # Devices publish only once the gateway has subscribed: a first-ever session has no
-    # queue at the broker yet, so earlier messages would be dropped by design of MQTT.
-    await _wait_subscribed(gateway)
-    sim_task = asyncio.create_task(simulate())
-    status_task = asyncio.create_task(status_line())
+    api: tuple[DemoApiServer, asyncio.Task[None]] | None = None
+    gateway_started = False
+    # Whatever fails from here on (the API not starting, a store error while draining, an
+    # interrupt), the API server, the gateway, the receiver, the simulated devices and the
+    # broker are stopped before the error leaves: a failed demo leaves nothing running.
     try:
-        if duration is None:
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(duration)
-    except asyncio.CancelledError:
-        pass
-    finally:
-        sim_task.cancel()
-        status_task.cancel()
-        await asyncio.gather(sim_task, status_task, return_exceptions=True)
-        if interactive:
-            sys.stderr.write("\n")
-
-    # Let every published message reach the gateway and the spool reach the store.
-    final_status = await gateway.status()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DRAIN_TIMEOUT_S
-    while devices.publisher.unacked and loop.time() < deadline:  # noqa: ASYNC110 (paho thread)
-        await asyncio.sleep(0.1)
-    published_mqtt = devices.publisher.acked_readings
-    # Wait for the gateway to take in what the broker acknowledged; give up only when
-    # nothing has moved for a few seconds (a loss, which the summary then reports).
-    best, last_move = -1, loop.time()
-    while loop.time() < deadline:
-        mqtt_received = int(gateway.metrics.total("readings_received")) - _modbus_readings_read(
-            gateway
+        await gateway.start()
+        gateway_started = True
+        interactive = sys.stderr.isatty()
+        sys.stderr.write(
+            f"archwatch demo: site {site.id}, {sum(1 for _ in site.placements())} devices, "
+            f"data in {settings.data_dir}, store: "
+            f"{'InfluxDB ' + (settings.influx_url or '') if settings.influx_url else 'embedded'}"
+            f"{'' if duration else '; Ctrl-C to stop'}\n"
         )
-        if mqtt_received >= published_mqtt or loop.time() - last_move > 3.0:
-            break
-        if mqtt_received > best:
-            best, last_move = mqtt_received, loop.time()
-        await asyncio.sleep(0.1)
-    await gateway.stop_collectors()
-    await gateway.drain(max(deadline - loop.time(), 1.0))
-    published = published_mqtt + _modbus_readings_read(gateway)
-    stored = await gateway.store.count(
-        ReadingFilter(site=site.id), start_ns, clock.now_ns() + 3_600 * 10**9
-    )
-    st = await gateway.status()
-    rejected = st.readings_rejected
-    if gateway.alerting is not None:
-        await gateway.alerting.drain(15.0)
-    alert_stats = gateway.alerting.engine.stats() if gateway.alerting else {}
-    notifications_sent = int(gateway.metrics.total("notifications_sent"))
-    await stop_api(api_server, api_task)
-    await gateway.stop()
-    receiver.stop()
-    await devices.stop()
-    if broker is not None:
-        with contextlib.suppress(Exception):
-            await broker.shutdown()
+        admin = await asyncio.to_thread(ensure_admin, gateway.statedb, datetime.now(UTC))
+        api = await start_api(settings, site, api_sock)
+        # Printed once, to the terminal only: the password is in no log and not in the summary.
+        sys.stderr.write(
+            f"archwatch demo: console on {api_url}/console/ and API on {api_url}/api/v1/\n"
+            f"archwatch demo: {admin.message}\n"
+        )
+        sys.stderr.flush()
+
+        async def simulate() -> None:
+            next_pub = 0.0
+            while True:
+                now = time.time()
+                devices.update_modbus(now)
+                if now >= next_pub:
+                    devices.publish_mqtt(now)
+                    next_pub = now + PUBLISH_INTERVAL_S
+                await asyncio.sleep(SIM_TICK_S)
+
+        async def status_line() -> None:
+            last_received, last_t, last_print = 0, time.monotonic(), 0.0
+            while True:
+                await asyncio.sleep(1.0)
+                st = await gateway.status()
+                now = time.monotonic()
+                rate = (st.readings_received - last_received) / max(now - last_t, 1e-6)
+                last_received, last_t = st.readings_received, now
+                line = (
+                    f"[{(clock.now_ns() - start_ns) / 1e9:5.0f}s] {rate:5.1f} readings/s  "
+                    f"devices {st.devices_online}/{st.devices_total} online  "
+                    f"spool {st.spool_depth}  stored {st.readings_stored}  "
+                    f"rejected {st.readings_rejected}"
+                )
+                if gateway.alerting is not None:
+                    fired = gateway.alerting.engine.stats().get("alerts_fired", 0)
+                    sent = int(gateway.metrics.total("notifications_sent"))
+                    line += f"  alerts {fired}  notified {sent}"
+                if interactive:
+                    sys.stderr.write("\r" + line)
+                    sys.stderr.flush()
+                elif now - last_print >= 5:
+                    sys.stderr.write(line + "\n")
+                    last_print = now
+
+        # Devices publish only once the gateway has subscribed: a first-ever session has no
+        # queue at the broker yet, so earlier messages would be dropped by design of MQTT.
+        await _wait_subscribed(gateway)
+        sim_task = asyncio.create_task(simulate())
+        status_task = asyncio.create_task(status_line())
+        try:
+            if duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(duration)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            sim_task.cancel()
+            status_task.cancel()
+            await asyncio.gather(sim_task, status_task, return_exceptions=True)
+            if interactive:
+                sys.stderr.write("\n")
+
+        # Let every published message reach the gateway and the spool reach the store.
+        final_status = await gateway.status()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT_S
+        while devices.publisher.unacked and loop.time() < deadline:  # noqa: ASYNC110 (paho thread)
+            await asyncio.sleep(0.1)
+        published_mqtt = devices.publisher.acked_readings
+        # Wait for the gateway to take in what the broker acknowledged; give up only when
+        # nothing has moved for a few seconds (a loss, which the summary then reports).
+        best, last_move = -1, loop.time()
+        while loop.time() < deadline:
+            mqtt_received = int(gateway.metrics.total("readings_received")) - _modbus_readings_read(
+                gateway
+            )
+            if mqtt_received >= published_mqtt or loop.time() - last_move > 3.0:
+                break
+            if mqtt_received > best:
+                best, last_move = mqtt_received, loop.time()
+            await asyncio.sleep(0.1)
+        await gateway.stop_collectors()
+        await gateway.drain(max(deadline - loop.time(), 1.0))
+        published = published_mqtt + _modbus_readings_read(gateway)
+        stored = await gateway.store.count(
+            ReadingFilter(site=site.id), start_ns, clock.now_ns() + 3_600 * 10**9
+        )
+        st = await gateway.status()
+        rejected = st.readings_rejected
+        if gateway.alerting is not None:
+            await gateway.alerting.drain(15.0)
+        alert_stats = gateway.alerting.engine.stats() if gateway.alerting else {}
+        notifications_sent = int(gateway.metrics.total("notifications_sent"))
+    finally:
+        if api is not None:
+            await stop_api(*api)
+        if gateway_started:
+            await gateway.stop()
+        else:
+            # A start that failed half way: release what it opened without hiding its error.
+            with contextlib.suppress(Exception):
+                await gateway.stop()
+        receiver.stop()
+        await devices.stop()
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                await broker.shutdown()
     return {
         "site": site.id,
         "seconds": round((clock.now_ns() - start_ns) / 1e9, 1),

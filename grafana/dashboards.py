@@ -502,19 +502,20 @@ def daily(site: Site) -> JSON:
     ]
     layout.add(
         p.table(
-            "每日达标率（范围内读数占比）",
+            "每日按读数计的达标比例（范围内读数 ÷ 全部读数）",
             INFLUX,
             targets,
             unit="percentunit",
             decimals=1,
             description=(
-                "范围内读数 ÷ 全部读数（A÷B 温度，C÷D 湿度）；采样间隔固定时即范围内时间"
-                "占比。一天内没有一个范围内读数的库房，该列为空。"
+                "按原始读数计数：范围内读数 ÷ 全部读数（A÷B 温度，C÷D 湿度），上报越频繁的"
+                "传感器权重越大。不是 API 每日汇总的 time_in_band（按五分钟均值计的范围内时间"
+                "占比），两者不可互相比较。一天内没有一个范围内读数的库房，该列为空。"
             ),
             transformations=[
                 {"id": "merge", "options": {}},
-                p.calc_binary("t_in_band", "/", "t_total", "温度达标率"),
-                p.calc_binary("h_in_band", "/", "h_total", "湿度达标率"),
+                p.calc_binary("t_in_band", "/", "t_total", "温度达标比例（按读数）"),
+                p.calc_binary("h_in_band", "/", "h_total", "湿度达标比例（按读数）"),
                 {
                     "id": "organize",
                     "options": {

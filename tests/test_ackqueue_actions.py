@@ -6,14 +6,18 @@ Queue and filter tests run on SQLite and on the real PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from alerting import state_models
-from alerting.ackqueue import AckQueue, queue_action, requests_for
+from alerting.acklink import AckLinks, AckSigner, Check, Verdict
+from alerting.ackqueue import QUEUE_LOCK_KEY, AckQueue, pending_in, queue_action, requests_for
 from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine, new_silence
 from alerting.model import AlertState, Condition, NotificationBatch, Severity
@@ -110,6 +114,62 @@ def make_rig(db: StateDB) -> Rig:
     clock, sink = ManualClock(T0), Sink()
     engine = AlertEngine(db, sink, Events(), clock, dispatch=DispatchConfig(group_wait_s=0))
     return Rig(db, clock, sink, engine, AckQueue(db, engine))
+
+
+def _waiting_for_the_queue_lock(db: StateDB) -> bool:
+    """Whether a PostgreSQL session waits for an advisory lock (the queue's)."""
+    with db.session() as session:
+        waiting = session.execute(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        ).scalar_one()
+    return int(waiting) > 0
+
+
+@pytest.mark.parametrize("via", ["link", "code"])
+async def test_a_link_or_code_and_an_api_ack_cannot_both_be_queued(db: StateDB, via: str) -> None:
+    rig = make_rig(db)
+    alert_id = await rig.fire()
+    links = AckLinks(db, AckSigner(bytes(range(32)), rig.clock), public_url="https://aw.example")
+    token = links.signer.sign(alert_id, "lisi")
+    code = links.issue_code(alert_id, "lisi")
+    use: Callable[[], Check] = {
+        "link": lambda: links.use(token),
+        "code": lambda: links.acknowledge_by_code(code, "lisi"),
+    }[via]
+    with ThreadPoolExecutor(1) as pool:
+        # The API's check-then-queue (api.alert_actions.request_action) is under way: it
+        # holds the queue lock, found nothing queued and queued its ack, not yet committed.
+        with db.session(write=True) as session:
+            db.lock(session, QUEUE_LOCK_KEY)
+            assert pending_in(session, [alert_id]) == {}
+            queue_action(
+                session,
+                alert_id=alert_id,
+                user="zhangsan",
+                note="",
+                via="api",
+                action="ack",
+                now_ns=rig.clock.now_ns(),
+            )
+            opened = pool.submit(use)
+            # The link's transaction runs into the lock (PostgreSQL: seen in pg_locks;
+            # SQLite: its write lock, held here, serialises every writer) or, without the
+            # lock, goes ahead. Wait for either (SQLite: a moment, it cannot be seen); the
+            # answer below does not depend on when.
+            for _ in range(200 if db.dialect == "postgresql" else 4):
+                if opened.done() or (
+                    db.dialect == "postgresql" and _waiting_for_the_queue_lock(db)
+                ):
+                    break
+                await asyncio.sleep(0.05)
+        result = opened.result(timeout=60)
+    assert result.verdict == Verdict.ALREADY_ACKNOWLEDGED, result.reason
+    queued = [(r.user, r.via, r.action) for r in requests_for(db, alert_id)]
+    assert queued == [("zhangsan", "api", "ack")]
+    [outcome] = await rig.queue.run_once()
+    assert outcome.status == "done"
+    alert = state_models.get_alert(db, alert_id)
+    assert alert is not None and alert.acked_by == "zhangsan"
 
 
 async def test_a_queued_resolution_resolves_notifies_and_names_the_person(db: StateDB) -> None:

@@ -28,6 +28,9 @@ ADDRESS = re.compile(r"console on (http://127\.0\.0\.1:\d+)/console/ and API on 
 CREATED = re.compile(r"created user admin with password (\S+) \(shown once")
 KEPT = "an admin account already exists in this data directory: kept"
 WAIT_S = 120.0  # only turns a hang into a failure; the demo needs a few seconds
+RUN_S = 30
+"""``--for`` of each run: the requests below are made only after the demo printed its address
+and take a second or two; 30 s leaves a slow CI machine ample room, and nothing is timed."""
 
 
 @dataclass
@@ -108,7 +111,7 @@ def login(base: str, password: str) -> httpx.Response:
 
 def test_the_demo_serves_the_api_and_makes_one_admin_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo-data"
-    first = start_demo(data_dir, 20)
+    first = start_demo(data_dir, RUN_S)
     try:
         found = first.expect(ADDRESS)
         assert isinstance(found, re.Match)
@@ -144,7 +147,7 @@ def test_the_demo_serves_the_api_and_makes_one_admin_once(tmp_path: Path) -> Non
             assert password.encode() not in path.read_bytes(), path
 
     # A second run in the same data directory keeps the account and prints no password.
-    second = start_demo(data_dir, 5)
+    second = start_demo(data_dir, RUN_S)
     try:
         found = second.expect(ADDRESS)
         assert isinstance(found, re.Match)

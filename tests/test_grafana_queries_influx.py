@@ -363,7 +363,7 @@ def test_daily_minimum_mean_maximum_per_room(
 def test_time_in_band_counts_readings_inside_each_rooms_own_band(
     seeded: InfluxServer, ref_id: str, expected: dict[tuple[str, ...], list[list[float]]]
 ) -> None:
-    got = by_tags(run(seeded, query_of("archwatch-daily", "每日达标率", ref_id)))
+    got = by_tags(run(seeded, query_of("archwatch-daily", "每日按读数计的达标比例", ref_id)))
     assert got == expected
 
 

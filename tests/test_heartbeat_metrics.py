@@ -330,7 +330,7 @@ def two_device_site(path: Path, live_port: int) -> Path:
     return path
 
 
-async def test_metrics_show_a_running_gateway_then_its_age_once_stopped(
+async def test_metrics_show_a_gateways_final_counters_and_the_age_of_its_snapshot(
     tmp_path: Path, th_sim: ModbusDeviceSimulator
 ) -> None:
     th_sim.set("temperature", 21.5)
@@ -352,35 +352,42 @@ async def test_metrics_show_a_running_gateway_then_its_age_once_stopped(
             )
 
         await wait_for(counted, what="a heartbeat with stored readings and the dead device")
-        state = StateDB(f"sqlite:///{settings.data_dir / 'state.sqlite'}")
-        _, headers = api_key(state, Role.INSPECTOR)
-        # The API is another program: its own app, reading the same data directory.
-        with TestClient(create_app(settings)) as client:
-            text = client.get("/metrics", headers=headers).text
+        # No new reading from here on; the spool drains into the store.
+        await gateway.stop_collectors()
+        assert await gateway.drain(30.0), "the spool did not drain into the embedded store"
     finally:
-        await gateway.stop()
+        await gateway.stop()  # writes the last snapshot: the final counters
+    state = StateDB(f"sqlite:///{settings.data_dir / 'state.sqlite'}")
+    _, headers = api_key(state, Role.INSPECTOR)
+    [last] = heartbeat.read_all(state)
+    # The API is another program: its own app, reading the same data directory, here on a
+    # clock 7 s after the last snapshot.
+    soon = ManualClock(start_ns=last.updated_at_ns + 7 * S)
+    with TestClient(create_app(settings, db=state, clock=soon)) as client:
+        text = client.get("/metrics", headers=headers).text
     check_exposition(text)
     g = {"gateway": "hb-site"}
-    assert value(text, "archwatch_readings_received", **g) >= 6
-    assert value(text, "archwatch_readings_stored", **g) >= 3
-    assert value(text, "archwatch_readings_rejected", reason="out_of_range", **g) >= 1
+    received = value(text, "archwatch_readings_received", **g)
+    rejected = value(text, "archwatch_readings_rejected", reason="out_of_range", **g)
+    assert received >= 6
+    assert rejected >= 1
+    # Drained: every accepted reading reached the store and none waits in the spool.
+    assert value(text, "archwatch_readings_stored", **g) == received - rejected
+    assert value(text, "archwatch_spool_depth", **g) == 0
     assert value(text, "archwatch_devices_offline", **g) == 1
     assert value(text, "archwatch_devices_total", **g) == 2
-    assert value(text, "archwatch_spool_depth", **g) >= 0
     assert value(text, "archwatch_alerts", state="firing") == 0
     assert value(text, "archwatch_notifications_outbox", status="failed") == 0
-    age = value(text, "archwatch_gateway_heartbeat_age_seconds", **g)
-    assert 0 <= age < 60  # generous: a stale snapshot would be far older
+    assert value(text, "archwatch_gateway_heartbeat_age_seconds", **g) == 7
 
-    # Stopped: the last snapshot stays, and its age grows on the API's clock.
-    [last] = heartbeat.read_all(state)
+    # The snapshot stays, and its age grows on the API's clock.
     later = ManualClock(start_ns=last.updated_at_ns + 90 * S)
     with TestClient(create_app(settings, db=state, clock=later)) as client:
         stale = client.get("/metrics", headers=headers).text
         ready = client.get("/readyz").json()
     state.close()
     assert value(stale, "archwatch_gateway_heartbeat_age_seconds", **g) == 90
-    assert value(stale, "archwatch_readings_stored", **g) >= value(
+    assert value(stale, "archwatch_readings_stored", **g) == value(
         text, "archwatch_readings_stored", **g
     )
     assert ready["status"] == "ok" and ready["gateway_heartbeat_age_s"] == {"hb-site": 90.0}

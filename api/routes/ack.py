@@ -11,10 +11,8 @@ forged 400, unknown alert 404, replayed or already handled 409, expired 410.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -22,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from alerting.acklink import MAX_NOTE_CHARS, AlertInfo, Check, Verdict
 from alerting.templates import SEVERITY
 from api.deps import AppContext, Context
+from api.status import api_zone, local_time
 
 router = APIRouter(tags=["acknowledgement"])
 
@@ -84,8 +83,7 @@ def _refused(ctx: AppContext, request: Request, title: str, reason: str, status:
 def _alert_view(ctx: AppContext, alert: AlertInfo | None) -> dict[str, str] | None:
     if alert is None:
         return None
-    tz = ZoneInfo(ctx.settings.timezone)
-    since = datetime.fromtimestamp(alert.started_at_ns / 1e9, tz=tz)
+    since = local_time(alert.started_at_ns, api_zone(ctx))
     value = "—" if alert.value is None else f"{alert.value:g}"
     return {
         "room": alert.room,

@@ -37,10 +37,11 @@ from api.schemas_alerts import (
     AlertQuery,
     DrillFilter,
 )
+from api.status import READER_ROLES
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
-Reader = Annotated[Principal, Depends(require_roles(*actions.READ_ROLES))]
+Reader = Annotated[Principal, Depends(require_roles(*READER_ROLES))]
 Acker = Annotated[Principal, Depends(require_roles(*actions.ACK_ROLES))]
 Resolver = Annotated[Principal, Depends(require_roles(*actions.RESOLVE_ROLES))]
 Window = Annotated[

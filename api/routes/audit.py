@@ -12,7 +12,6 @@ prefix (``alert.`` lists every alert action), ``start``/``end`` a bounded time r
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -95,20 +94,13 @@ def _where(query: AuditQuery) -> list[ColumnElement[bool]]:
 
 
 def _public(row: AuditLogRow) -> AuditEntryPublic:
-    try:
-        detail = json.loads(row.detail)
-    except ValueError:
-        detail = None
-    if not isinstance(detail, dict):
-        # Only reachable by tampering (verify then names the entry); keep the listing usable.
-        detail = {"_raw": row.detail}
     return AuditEntryPublic(
         seq=row.seq,
         ts=as_utc(row.ts),
         actor=row.actor,
         action=row.action,
         target=row.target,
-        detail=detail,
+        detail=audit.parse_detail(row.detail),
         prev_hash=row.prev_hash,
         hash=row.hash,
     )

@@ -28,10 +28,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +43,6 @@ from alerting.model import AlertState
 from alerting.templates import SEVERITY
 from api.alert_actions import (
     ACK_ROLES,
-    READ_ROLES,
     RESOLVE_ROLES,
     SILENCE_WRITE_ROLES,
     create_silence,
@@ -68,7 +66,7 @@ from api.console_auth import (
     same_origin,
     set_session,
 )
-from api.deps import AppContext, Context
+from api.deps import AppContext, Context, app_context
 from api.models import Role
 from api.paging import Paging, TimeRange
 from api.routes.audit import AUDIT_ROLES, AuditQuery, audit_page, verify_chain
@@ -80,8 +78,9 @@ from api.schemas_alerts import (
     SilenceCreate,
 )
 from api.schemas_rooms import RoomState, RoomStatus
-from api.status import room_status, room_statuses
+from api.status import READER_ROLES, api_zone, room_status, room_statuses
 from gateway.audit import append_async
+from gateway.reading import datetime_from_ns
 
 # Who may open which page (admin always may). What a role may *do* is decided again by the
 # functions behind each form; these only decide what is shown.
@@ -112,10 +111,19 @@ def _form_field(max_length: int = MAX_FIELD) -> Any:
     return Form(max_length=max_length)
 
 
-def _ctx(request: Request) -> AppContext:
-    ctx = request.app.state.ctx
-    assert isinstance(ctx, AppContext)
-    return ctx
+def _pager(
+    path: str, query: dict[str, Any], offset: int, size: int, shown: int, total: int
+) -> dict[str, Any]:
+    """``prev_url`` and ``next_url`` of a listing page (None at either end): ``shown``
+    items from ``offset``, ``size`` a page, ``total`` in all; ``query`` keeps the filters."""
+
+    def url(at: int) -> str:
+        return f"{path}?" + urlencode({**query, "offset": at})
+
+    return {
+        "prev_url": url(max(0, offset - size)) if offset > 0 else None,
+        "next_url": url(offset + size) if offset + shown < total else None,
+    }
 
 
 def render(
@@ -127,10 +135,10 @@ def render(
     **values: Any,
 ) -> HTMLResponse:
     """A console page with the security headers; the layout gets the session's menu."""
-    ctx = _ctx(request)
+    ctx = app_context(request)
     if session is not None:
         values.setdefault("may_audit", session.may(*AUDIT_ROLES))
-        values.setdefault("may_silence", session.may(*READ_ROLES))
+        values.setdefault("may_silence", session.may(*READER_ROLES))
         values["role_names"] = "、".join(role_name(r) for r in sorted(session.principal.roles))
     values["session"] = session
     response = ctx.templates.TemplateResponse(request, name, values, status_code=status)
@@ -168,7 +176,10 @@ _TITLES = {
     413: "提交内容过大",
     422: "输入有误",
     429: "操作过于频繁",
+    503: "暂时无法读取",
 }
+# A store outage (api.status.store_unavailable): the page says so in the console's language.
+_STORE_DOWN = "读数存储暂时没有响应，请稍后刷新页面再试。"
 
 
 def _validation_reason(exc: RequestValidationError | ValidationError) -> str:
@@ -211,6 +222,10 @@ class ConsoleRoute(APIRoute):
             except (RequestValidationError, ValidationError) as exc:
                 return error_page(request, 422, _TITLES[422], _validation_reason(exc))
             except HTTPException as exc:
+                if exc.status_code == 503:
+                    page = error_page(request, 503, _TITLES[503], _STORE_DOWN)
+                    page.headers.update(exc.headers or {})
+                    return page
                 if exc.status_code >= 500:
                     raise
                 reason = exc.detail if isinstance(exc.detail, str) else "请求无法完成。"
@@ -302,7 +317,7 @@ async def logout(
 
 
 def _local(ctx: AppContext, ts: datetime) -> str:
-    return ts.astimezone(ZoneInfo(ctx.settings.timezone)).strftime("%Y-%m-%d %H:%M:%S")
+    return ts.astimezone(api_zone(ctx)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -317,7 +332,7 @@ async def audit_log(
     verify: Annotated[bool, Query()] = False,
 ) -> Response:
     """The audit log, newest first, 50 a page. Roles: inspector, security."""
-    now = datetime.fromtimestamp(ctx.clock.now_ns() / 1e9, UTC)
+    now = datetime_from_ns(ctx.clock.now_ns())
     span = TimeRange(now - timedelta(days=days), now + timedelta(microseconds=1))
     query = AuditQuery(
         range=span, actor=actor.strip() or None, action_prefix=action.strip() or None
@@ -336,9 +351,6 @@ async def audit_log(
     ]
     base = {"action": action, "actor": actor, "days": days}
 
-    def url(at: int) -> str:
-        return "/console/audit?" + urlencode({**base, "offset": at})
-
     return render(
         request,
         "console/audit.html",
@@ -350,8 +362,7 @@ async def audit_log(
         entries=entries,
         first=offset + 1 if entries else 0,
         last=offset + len(entries),
-        prev_url=url(max(0, offset - AUDIT_PAGE_SIZE)) if offset > 0 else None,
-        next_url=url(offset + AUDIT_PAGE_SIZE) if offset + len(entries) < page.total else None,
+        **_pager("/console/audit", base, offset, AUDIT_PAGE_SIZE, len(entries), page.total),
         verify=await verify_chain(ctx.db) if verify else None,
     )
 
@@ -425,7 +436,7 @@ async def overview(request: Request, ctx: Context, session: AnySession) -> Respo
         here="rooms",
         rooms=rooms,
         counts=f"共 {len(rooms)} 间库房" + (f"：{counts}" if counts else ""),
-        now=_local(ctx, datetime.fromtimestamp(ctx.clock.now_ns() / 1e9, UTC)),
+        now=_local(ctx, datetime_from_ns(ctx.clock.now_ns())),
     )
 
 
@@ -496,7 +507,7 @@ FLASH = {
     "silence": "已创建静默：该库房的告警在静默期内不再发送通知。",
     "expired": "静默已结束。",
 }
-ReadSession = Annotated[ConsoleSession, session_for(*READ_ROLES)]
+ReadSession = Annotated[ConsoleSession, session_for(*READER_ROLES)]
 StateName = Literal["open", "firing", "acknowledged", "resolved", "all"]
 LabelId = Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")]
 
@@ -570,9 +581,6 @@ async def alerts_page(
     names = _room_names(ctx)
     base = {"state": state, "drill": drill, "building": building, "room": room}
 
-    def url(at: int) -> str:
-        return "/console/alerts?" + urlencode({**base, "offset": at})
-
     return render(
         request,
         "console/alerts.html",
@@ -587,8 +595,7 @@ async def alerts_page(
         max_note=MAX_NOTE_CHARS,
         max_reason=MAX_REASON_CHARS,
         silence_hours=SILENCE_HOURS,
-        prev_url=url(max(0, offset - ALERT_PAGE_SIZE)) if offset > 0 else None,
-        next_url=url(offset + ALERT_PAGE_SIZE) if offset + len(page.items) < page.total else None,
+        **_pager("/console/alerts", base, offset, ALERT_PAGE_SIZE, len(page.items), page.total),
     )
 
 
@@ -661,7 +668,7 @@ async def silence_room(
     matchers = [f"room={alert.room}"]
     if alert.building is not None:
         matchers.insert(0, f"building={alert.building}")
-    ends = datetime.fromtimestamp(ctx.clock.now_ns() / 1e9, UTC) + timedelta(hours=hours)
+    ends = datetime_from_ns(ctx.clock.now_ns()) + timedelta(hours=hours)
     body = SilenceCreate.model_validate({"matchers": matchers, "ends_at": ends, "reason": reason})
     await create_silence(ctx, session.principal, body)
     return RedirectResponse("/console/alerts?done=silence", status_code=303)
@@ -702,9 +709,6 @@ async def silences_page(
     ]
     base = {"all": "true" if all else "false"}
 
-    def url(at: int) -> str:
-        return "/console/silences?" + urlencode({**base, "offset": at})
-
     return render(
         request,
         "console/silences.html",
@@ -713,8 +717,7 @@ async def silences_page(
         flash=FLASH.get(done, ""),
         show_all=all,
         silences=silences,
-        prev_url=url(max(0, offset - ALERT_PAGE_SIZE)) if offset > 0 else None,
-        next_url=url(offset + ALERT_PAGE_SIZE) if offset + len(silences) < page.total else None,
+        **_pager("/console/silences", base, offset, ALERT_PAGE_SIZE, len(silences), page.total),
     )
 
 

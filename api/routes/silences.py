@@ -25,10 +25,11 @@ from api import alert_actions as actions
 from api.deps import Context, Principal, require_roles
 from api.paging import Page, PagingDep
 from api.schemas_alerts import SilenceCreate, SilencePublic
+from api.status import READER_ROLES
 
 router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
 
-Reader = Annotated[Principal, Depends(require_roles(*actions.READ_ROLES))]
+Reader = Annotated[Principal, Depends(require_roles(*READER_ROLES))]
 Writer = Annotated[Principal, Depends(require_roles(*actions.SILENCE_WRITE_ROLES))]
 SilenceId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits")]
 

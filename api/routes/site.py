@@ -7,13 +7,13 @@ as for an object that does not exist.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
 from api.deps import Context, Principal, SiteDep, require_roles
-from api.paging import Page, PagingDep, TimeRange, time_range
+from api.paging import Page, PagingDep, TimeRange, time_range, unprocessable
 from api.schemas_rooms import (
     BuildingPublic,
     CalibrationPublic,
@@ -30,6 +30,7 @@ from api.status import (
     api_zone,
     device_interval,
     find_sensor,
+    local_time,
     not_found,
     sensor_places,
     sensor_reading,
@@ -39,6 +40,7 @@ from api.status import (
 from gateway.reading import UNITS, SensorKind
 from gateway.site import OUTDOOR_ROOM, ModbusDevice, MqttDevice, Site
 from gateway.store.base import Aggregate, ReadingFilter, StoreError
+from gateway.store.buckets import bucket_count
 
 router = APIRouter(prefix="/api/v1", tags=["site"])
 
@@ -171,20 +173,38 @@ async def latest_readings(
     )
 
 
-def _unprocessable(detail: str) -> HTTPException:
-    return HTTPException(status_code=422, detail=detail)
-
-
-def _buckets(start_ns: int, end_ns: int, step_s: int, offset_s: int) -> int:
-    step_ns, offset_ns = step_s * 1_000_000_000, offset_s * 1_000_000_000
-    first = start_ns - (start_ns - offset_ns) % step_ns
-    return (end_ns - 1 - first) // step_ns + 1
-
-
 def _local_offset_s(when: datetime, step_s: int) -> int:
-    """The bucket offset that puts bucket edges on local midnight (and local hours)."""
-    utc_offset = when.utcoffset() or timedelta(0)
-    return int(-utc_offset.total_seconds()) % step_s
+    """The bucket offset that puts bucket edges on local midnight (and local hours) for the
+    UTC offset in force at ``when``."""
+    return -_utc_offset_s(when) % step_s
+
+
+def _utc_offset_s(when: datetime) -> int:
+    return int((when.utcoffset() or timedelta(0)).total_seconds())
+
+
+def _offset_change(start: datetime, end: datetime, step_s: int) -> tuple[datetime, int] | None:
+    """The first instant (to the hour) in [start, end) where the zone's UTC offset puts
+    ``step_s`` buckets on another grid than at ``start``, with the size of the change in
+    seconds; None when one grid fits the whole range.
+
+    One query has one bucket grid: across a daylight-saving change, day buckets (and 2-hour,
+    6-hour... ones) would start an hour off local midnight on one side. Steps that divide
+    the change (an hour, mostly) are unaffected. Every offset lasts far longer than an
+    hour, so hourly samples find every change in a range of at most 31 days.
+    """
+    zone = start.tzinfo
+    first = _utc_offset_s(start)
+    at, last = start.astimezone(UTC), end.astimezone(UTC) - timedelta(microseconds=1)
+    while True:
+        # Sampled in UTC: aware arithmetic in the local zone would step in wall time.
+        local = min(at, last).astimezone(zone)
+        change = _utc_offset_s(local) - first
+        if change and change % step_s:
+            return local, change
+        if at >= last:
+            return None
+        at += timedelta(hours=1)
 
 
 @router.get("/sensors/{sensor}/series", response_model=SeriesPublic)
@@ -207,7 +227,10 @@ async def sensor_series(
 ) -> SeriesPublic:
     """``agg`` of one sensor's non-drill readings per ``step`` over [start, end), computed by
     the store (InfluxQL on InfluxDB, SQL on the embedded store). Buckets are aligned to local
-    midnight of the API's time zone. At most 31 days and 2000 points per request."""
+    midnight of the API's time zone (the site file's). A range crossing a change of UTC
+    offset (daylight saving) with a step the change does not divide (a day, 2 hours...) is
+    refused with 422: one grid cannot stay on local midnight on both sides. At most 31
+    days and 2000 points per request."""
     ref = find_sensor(site, principal, sensor)
     zone = api_zone(ctx)
     start, end = rng.start.astimezone(zone), rng.end.astimezone(zone)
@@ -215,23 +238,31 @@ async def sensor_series(
     if step is None:
         for candidate in NICE_STEPS_S:
             offset = _local_offset_s(start, candidate)
-            if _buckets(start_ns, end_ns, candidate, offset) <= MAX_POINTS:
+            fits = bucket_count(start_ns, end_ns, candidate, offset) <= MAX_POINTS
+            if fits and _offset_change(start, end, candidate) is None:
                 step = candidate
                 break
         else:  # pragma: no cover - 31 days in 1-day steps is 32 points
             step = NICE_STEPS_S[-1]
     if step < MIN_STEP_S:
-        raise _unprocessable(f"step must be at least {MIN_STEP_S} s, got {step}")
+        raise unprocessable(f"step must be at least {MIN_STEP_S} s, got {step}")
     if step > int(LONGEST_SERIES.total_seconds()):
-        raise _unprocessable(f"step must be at most {LONGEST_SERIES.days} days ({step} s given)")
+        raise unprocessable(f"step must be at most {LONGEST_SERIES.days} days ({step} s given)")
     offset = _local_offset_s(start, step)
-    points = _buckets(start_ns, end_ns, step, offset)
+    points = bucket_count(start_ns, end_ns, step, offset)
     if points > MAX_POINTS:
         # ceil(span / (max - 1)): even a range straddling bucket edges then fits.
         least = max(MIN_STEP_S, -(-int(rng.seconds) // (MAX_POINTS - 1)))
-        raise _unprocessable(
+        raise unprocessable(
             f"{points} points of {step} s in the range; at most {MAX_POINTS} per request: "
             f"use a step of at least {least} s or a shorter range"
+        )
+    if (crossing := _offset_change(start, end, step)) is not None:
+        at, change = crossing
+        raise unprocessable(
+            f"the range crosses a change of UTC offset in {zone.key} (by {change:+d} s, "
+            f"by {at:%Y-%m-%d %H:%M %z}): {step} s buckets cannot start at local midnight on "
+            f"both sides; use a step dividing {abs(change)} s, or ask for each side apart"
         )
     try:
         series = await ctx.store.series(ref.sensor, start_ns, end_ns, step, agg, offset_s=offset)
@@ -247,8 +278,5 @@ async def sensor_series(
         step_s=step,
         start=start,
         end=end,
-        points=[
-            SeriesPointPublic(at=datetime.fromtimestamp(p.ts_ns / 1e9, zone), value=p.value)
-            for p in series
-        ],
+        points=[SeriesPointPublic(at=local_time(p.ts_ns, zone), value=p.value) for p in series],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -13,6 +13,7 @@ from api.deps import AdminPrincipal, Context, CurrentPrincipal
 from api.schemas import Me, RowId, UserCreate, UserPage, UserPublic, UserSelfUpdate, UserUpdate
 from gateway.audit import append_async
 from gateway.clock import Clock
+from gateway.reading import datetime_from_ns
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -21,7 +22,7 @@ MAX_PAGE = 200
 
 def now(clock: Clock) -> datetime:
     """The clock's time as an aware UTC datetime."""
-    return datetime.fromtimestamp(clock.now_ns() / 1e9, UTC)
+    return datetime_from_ns(clock.now_ns())
 
 
 def public(user: accounts.User) -> UserPublic:

@@ -22,19 +22,35 @@ MAX_BUCKETS = 604_800
 def bucket_starts(start_ns: int, end_ns: int, step_s: int, offset_s: int = 0) -> list[int]:
     """Bucket starts (epoch + ``offset_s`` + k × step) covering [start_ns, end_ns); empty
     when end <= start."""
+    count = bucket_count(start_ns, end_ns, step_s, offset_s)
+    if count > MAX_BUCKETS:
+        raise ValueError(f"{count} buckets requested; at most {MAX_BUCKETS} (use a larger step)")
+    if count == 0:
+        return []
+    step_ns = step_s * 1_000_000_000
+    first = _first_start(start_ns, step_s, offset_s)
+    return list(range(first, first + count * step_ns, step_ns))
+
+
+def bucket_count(start_ns: int, end_ns: int, step_s: int, offset_s: int = 0) -> int:
+    """How many buckets :func:`bucket_starts` returns, without building them (the API checks
+    a request's size with it)."""
     if step_s < 1:
         raise ValueError(f"step must be at least 1 s, got {step_s}")
     if end_ns <= start_ns:
-        return []
+        return 0
+    step_ns = step_s * 1_000_000_000
+    first = _first_start(start_ns, step_s, offset_s)
+    last = _first_start(end_ns - 1, step_s, offset_s)
+    return (last - first) // step_ns + 1
+
+
+def _first_start(ts_ns: int, step_s: int, offset_s: int) -> int:
+    """The start of the bucket holding ``ts_ns``."""
     step_ns = step_s * 1_000_000_000
     offset_ns = (offset_s % step_s) * 1_000_000_000
     # Python's % floors, so pre-1970 timestamps land in the right bucket too.
-    first = start_ns - (start_ns - offset_ns) % step_ns
-    last = (end_ns - 1) - (end_ns - 1 - offset_ns) % step_ns
-    count = (last - first) // step_ns + 1
-    if count > MAX_BUCKETS:
-        raise ValueError(f"{count} buckets requested; at most {MAX_BUCKETS} (use a larger step)")
-    return list(range(first, last + 1, step_ns))
+    return ts_ns - (ts_ns - offset_ns) % step_ns
 
 
 def fill_buckets(

@@ -89,9 +89,11 @@ buildings:
 _ids = itertools.count(1)
 
 
-def write_site(folder: Path) -> Site:
+def write_site(folder: Path, timezone: str = "Asia/Shanghai") -> Site:
+    """The site above, in ``timezone`` (the API's time zone when it serves this site)."""
     path = folder / "site.yaml"
-    path.write_text(SITE_YAML, encoding="utf-8")
+    text = SITE_YAML.replace("timezone: Asia/Shanghai", f"timezone: {timezone}")
+    path.write_text(text, encoding="utf-8")
     return load_site(path)
 
 

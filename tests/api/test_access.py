@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from api.models import Role
+from api.models import ApiKeyRow, Role
 from gateway.statedb import StateDB
 from tests.api.conftest import PASSWORD, add_user, api_key, bearer
 
@@ -73,7 +74,13 @@ CALLS = [
     Call("revoke key", "DELETE", "/api/v1/apikeys/{key}", frozenset({"admin"}), 204),
     Call("metrics", "GET", "/metrics", frozenset({"inspector"}), 200),
 ]
-PRINCIPALS = ["anonymous", *(r.value for r in Role), "key:inspector", "key:keeper", "key:admin"]
+PRINCIPALS = [
+    "anonymous",
+    *(r.value for r in Role),
+    "key:inspector",
+    "key:drill_coordinator",
+    "key:admin",
+]
 
 
 def headers_for(app: FastAPI, db: StateDB, who: str) -> dict[str, str]:
@@ -148,3 +155,15 @@ def test_garbage_credentials_are_401_not_anonymous(client: TestClient) -> None:
     ):
         response = client.get("/api/v1/users/me", headers=headers)
         assert response.status_code == 401, headers
+
+
+def test_a_stored_keeper_key_sees_no_building(
+    app: FastAPI, client: TestClient, state: StateDB
+) -> None:
+    """Keys are refused the role keeper; one stored before that rule gets no keeper rights
+    (it would otherwise see every building, keys not being scoped)."""
+    key, headers = api_key(state, Role.INSPECTOR)
+    with state.session(write=True) as session:
+        session.execute(update(ApiKeyRow).where(ApiKeyRow.id == key.id).values(roles=["keeper"]))
+    answer = client.get("/api/v1/site", headers=headers)
+    assert answer.status_code == 403

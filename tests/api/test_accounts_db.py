@@ -76,6 +76,14 @@ def test_api_keys_round_trip(db: StateDB) -> None:
     assert accounts.list_api_keys(db) == [revoked]
 
 
+@pytest.mark.parametrize("roles", [[Role.KEEPER], [Role.KEEPER, Role.SECURITY]])
+def test_api_keys_cannot_be_keepers(db: StateDB, roles: list[Role]) -> None:
+    # A keeper sees only their buildings; a key has no buildings, so it would see them all.
+    with pytest.raises(ValueError, match="API keys cannot hold the role keeper"):
+        accounts.create_api_key(db, name="k", roles=roles, created_by="cli", now=NOW)
+    assert accounts.list_api_keys(db) == []
+
+
 def test_login_failures_window(db: StateDB) -> None:
     t0 = 1_767_225_600 * S
     for n in range(accounts.MAX_FAILURES_PER_USERNAME):

@@ -132,7 +132,7 @@ PRINCIPALS = [
     *(r.value for r in Role),
     "key:inspector",
     "key:security",
-    "key:keeper",
+    "key:drill_coordinator",
 ]
 
 
@@ -178,6 +178,41 @@ async def test_a_keeper_sees_and_acknowledges_only_their_buildings(
     assert api.post(f"{ALERTS}/{theirs}/ack", headers=keeper).status_code == 404
     assert api.post(f"{ALERTS}/{mine}/ack", headers=keeper).status_code == 202
     assert audit.count(state, action="alert.ack_requested") == 1
+
+
+async def test_a_keeper_does_not_see_alerts_without_a_building(
+    app: FastAPI, api: TestClient, state: StateDB, gateway: Gateway
+) -> None:
+    # A site-wide alert (no building label) is not one of the keeper's buildings'.
+    mine = await gateway.fire("b1")
+    changes = await gateway.engine.process(
+        [
+            Condition(
+                rule_id="gateway-health",
+                rule_kind="health",
+                severity=Severity.WARNING,
+                labels={"site": "hq"},
+                active=True,
+                at_ns=gateway.clock.now_ns(),
+                summary="网关离线",
+            )
+        ]
+    )
+    sitewide = changes[0].alert.id
+    keeper = login(app, state, "keeper", buildings=("b1",))
+    security = login(app, state, "security")
+
+    page = api.get(ALERTS, headers=keeper).json()
+    assert [a["id"] for a in page["items"]] == [mine] and page["total"] == 1
+    assert {a["id"] for a in api.get(ALERTS, headers=security).json()["items"]} == {
+        mine,
+        sitewide,
+    }
+    hidden = api.get(f"{ALERTS}/{sitewide}", headers=keeper)
+    assert hidden.status_code == 404 and hidden.json()["detail"] == f"no alert {sitewide}"
+    assert api.post(f"{ALERTS}/{sitewide}/ack", headers=keeper).status_code == 404
+    assert audit.count(state, action="alert.ack_requested") == 0
+    assert api.get(f"{ALERTS}/{sitewide}", headers=security).status_code == 200
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def inspector(app: FastAPI, state: StateDB) -> dict[str, str]:
         ("security", 200),
         ("admin", 200),
         ("key:inspector", 200),
-        ("key:keeper", 403),
+        ("key:drill_coordinator", 403),
     ],
 )
 @pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit/verify"])

@@ -95,3 +95,18 @@ def test_apikey_create_prints_the_key_once(data_dir: Path) -> None:
         found = accounts.find_api_key(db, key)
         assert found is not None
         assert (found.name, [r.value for r in found.roles]) == ("grafana", ["inspector"])
+
+
+@pytest.mark.parametrize(
+    "roles", [["keeper"], ["keeper", "inspector"]], ids=["keeper", "keeper+inspector"]
+)
+def test_apikey_create_refuses_the_role_keeper(data_dir: Path, roles: list[str]) -> None:
+    # A keeper sees only their buildings; a key has none, so it would see every building.
+    argv = ["apikey", "create", "grafana", *(a for r in roles for a in ("--role", r))]
+    result = CliRunner().invoke(main, [*argv, "--data-dir", str(data_dir)])
+    assert result.exit_code == 1, result.output
+    assert "API keys cannot hold the role keeper" in result.output
+    assert "aw_" not in result.stdout
+    with open_db(data_dir) as db:
+        assert accounts.list_api_keys(db) == []
+        assert audit.head(db) is None

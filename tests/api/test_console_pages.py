@@ -223,6 +223,47 @@ def test_login_sets_a_strict_http_only_cookie_and_honours_only_console_targets(
     assert entry.actor == f"user:{user.username}" and entry.detail["via"] == "console"
 
 
+@pytest.mark.parametrize(
+    ("public_url", "served_at", "secure"),
+    [
+        ("http://127.0.0.1:8080", "http://testserver", False),
+        # TLS terminated by a proxy: the request here is plain HTTP, the browser's is not.
+        ("https://archwatch.example.org", "http://testserver", True),
+        ("HTTPS://archwatch.example.org:8443/", "http://testserver", True),
+        ("http://127.0.0.1:8080", "https://testserver", True),
+    ],
+)
+def test_the_session_cookie_is_secure_whenever_the_browser_uses_https(
+    tmp_path: Path,
+    state: StateDB,
+    clock: ManualClock,
+    public_url: str,
+    served_at: str,
+    secure: bool,
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", public_url=public_url)
+    app = create_app(settings, db=state, clock=clock, site=load_site(DEMO_SITE))
+    user = add_user(state, Role.INSPECTOR)
+    with TestClient(app, base_url=served_at) as client:
+        got = client.post(
+            "/console/login",
+            data={"username": user.username, "password": PASSWORD, "next": "/console"},
+            follow_redirects=False,
+        )
+        assert got.status_code == 303, got.text
+        assert ("; secure" in got.headers["set-cookie"].lower()) == secure
+        # The cookie is sent back (a Secure one only over https): log out with it.
+        token = got.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        client.cookies.set("archwatch_session", token, path="/console")
+        page = client.get("/console")
+        assert page.status_code == 200, page.text
+        out = client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+        assert out.status_code == 200 and "已退出登录" in out.text
+        cleared = out.headers["set-cookie"]
+        assert cleared.startswith("archwatch_session=")
+        assert ("; secure" in cleared.lower()) == secure
+
+
 def test_a_wrong_password_gets_the_form_again_and_counts_towards_the_limit(
     console: Console,
 ) -> None:
@@ -360,6 +401,26 @@ async def test_security_silences_a_room_and_ends_the_silence(console: Console) -
     assert expired.actor == f"user:{user.username}" and expired.target == silence_id
     again = client.post(f"/console/silences/{silence_id}/expire", data={"csrf": token})
     assert again.status_code == 409
+
+
+async def test_a_keeper_sees_only_the_silences_of_their_buildings(console: Console) -> None:
+    alert_id = await console.fire()
+    client = console.client(add_user(console.db, Role.SECURITY))
+    token = csrf_of(client.get("/console/alerts").text)
+    made = client.post(
+        f"/console/alerts/{alert_id}/silence",
+        data={"csrf": token, "hours": "4", "reason": "空调检修"},
+    )
+    assert made.status_code == 200
+    [created] = audit.entries(console.db, action="silence.created")
+    shown = f'data-silence="{created.target}"'
+    assert shown in client.get("/console/silences").text
+    for buildings, sees in [(("main",), True), (("annex",), False)]:
+        keeper = console.client(add_user(console.db, Role.KEEPER, buildings=buildings))
+        page = keeper.get("/console/silences")
+        assert page.status_code == 200
+        assert (shown in page.text) == sees, buildings
+        assert ("空调检修" in page.text) == sees
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,6 @@ async def test_metrics_show_logins_and_alerts_by_state(client: TestClient, state
     assert "# TYPE archwatch_alerts gauge" in text
 
 
-def test_metrics_refuse_a_keeper_key(client: TestClient, state: StateDB) -> None:
-    _, headers = api_key(state, Role.KEEPER)
+def test_metrics_refuse_a_drill_coordinator_key(client: TestClient, state: StateDB) -> None:
+    _, headers = api_key(state, Role.DRILL_COORDINATOR)
     assert client.get("/metrics", headers=headers).status_code == 403

@@ -92,7 +92,9 @@ ROUTES = [
 
 
 @pytest.mark.parametrize("backend_settings", ["embedded"], indirect=True)
-@pytest.mark.parametrize("principal", ["anonymous", *READERS, "key:inspector", "key:keeper"])
+@pytest.mark.parametrize(
+    "principal", ["anonymous", *READERS, "key:inspector", "key:drill_coordinator"]
+)
 def test_role_route_matrix(
     app: FastAPI, client: TestClient, state: StateDB, principal: str
 ) -> None:
@@ -313,6 +315,92 @@ def test_daily_series_buckets_start_at_local_midnight(
         {"at": "2026-01-01T00:00:00+08:00", "value": 20.0},  # 07:00 local is still Jan 1
         {"at": "2026-01-02T00:00:00+08:00", "value": None},
     ]
+
+
+# America/New_York moves to summer time at 02:00 on 2026-03-08 (UTC-5 to UTC-4).
+NY_READINGS = [
+    ("2026-03-07T12:00:00-05:00", 10.0),
+    ("2026-03-08T03:30:00-04:00", 20.0),
+    ("2026-03-09T12:00:00-04:00", 30.0),
+    ("2026-03-10T12:00:00-04:00", 40.0),
+]
+NY_CROSSES = "crosses a change of UTC offset in America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "expected"),
+    [
+        # Day (and 2-hour) buckets cannot start at local midnight on both sides: refused.
+        ("start=2026-03-07&end=2026-03-10&step=86400", 422, NY_CROSSES),
+        ("start=2026-03-07&end=2026-03-10&step=7200", 422, "use a step dividing 3600 s"),
+        # After the change: local midnights at -04:00.
+        (
+            "start=2026-03-09&end=2026-03-11&step=86400",
+            200,
+            [("2026-03-09T00:00:00-04:00", 1.0), ("2026-03-10T00:00:00-04:00", 1.0)],
+        ),
+        # Hours are hours on both sides; 02:00 does not exist that night.
+        (
+            "start=2026-03-08T00:00&end=2026-03-08T04:00&step=3600",
+            200,
+            [
+                ("2026-03-08T00:00:00-05:00", None),
+                ("2026-03-08T01:00:00-05:00", None),
+                ("2026-03-08T03:00:00-04:00", 1.0),
+            ],
+        ),
+    ],
+)
+def test_series_across_a_utc_offset_change_stays_on_local_time_or_says_why_not(
+    settings: Settings,
+    state: StateDB,
+    clock: ManualClock,
+    tmp_path: Path,
+    query: str,
+    status: int,
+    expected: str | list[tuple[str, float | None]],
+) -> None:
+    site = write_site(tmp_path, "America/New_York")
+    seed(
+        settings,
+        [
+            reading(site, "r101-t", ns_from_datetime(datetime.fromisoformat(t)), v)
+            for t, v in NY_READINGS
+        ],
+    )
+    app = create_app(settings, db=state, clock=clock, site=site)
+    with TestClient(app) as client:
+        response = client.get(
+            f"/api/v1/sensors/r101-t/series?{query}&agg=count",
+            headers=who(app, state, "inspector"),
+        )
+    assert response.status_code == status, response.text
+    if isinstance(expected, str):
+        assert expected in response.json()["detail"]
+    else:
+        got = [(point["at"], point["value"]) for point in response.json()["points"]]
+        assert got == expected
+
+
+@pytest.mark.parametrize("backend_settings", ["embedded"], indirect=True)
+def test_series_default_step_across_a_utc_offset_change_is_one_that_fits(
+    settings: Settings, state: StateDB, clock: ManualClock, tmp_path: Path
+) -> None:
+    site = write_site(tmp_path, "America/New_York")
+    app = create_app(settings, db=state, clock=clock, site=site)
+    with TestClient(app) as client:
+        response = client.get(
+            "/api/v1/sensors/r101-t/series?start=2026-03-01&end=2026-03-31",
+            headers=who(app, state, "inspector"),
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # 30 local days, one of 23 hours: 719 hours of half-hour buckets.
+    assert (body["step_s"], len(body["points"])) == (1800, 1438)
+    assert (body["points"][0]["at"], body["points"][-1]["at"]) == (
+        "2026-03-01T00:00:00-05:00",
+        "2026-03-30T23:30:00-04:00",
+    )
 
 
 @pytest.mark.parametrize("backend_settings", ["embedded"], indirect=True)
@@ -547,10 +635,12 @@ def test_daily_range_selects_days_by_their_local_midnight(
 
 
 def test_daily_summary_keeps_local_days_across_a_daylight_saving_change(
-    settings: Settings, state: StateDB, clock: ManualClock, site: Site
+    settings: Settings, state: StateDB, clock: ManualClock, tmp_path: Path
 ) -> None:
-    # Europe/Berlin moves to summer time on 2026-03-29: that local day lasts 23 hours.
-    berlin = settings.model_copy(update={"timezone": "Europe/Berlin"})
+    # Europe/Berlin moves to summer time on 2026-03-29: that local day lasts 23 hours. The
+    # site file's zone is the API's; the ``timezone`` setting (Asia/Shanghai) is not used.
+    site = write_site(tmp_path, "Europe/Berlin")
+    assert settings.timezone == "Asia/Shanghai"
     at = [
         ("2026-03-28T23:30:00+01:00", 20.0),
         ("2026-03-29T00:30:00+01:00", 21.0),
@@ -558,16 +648,17 @@ def test_daily_summary_keeps_local_days_across_a_daylight_saving_change(
         ("2026-03-30T00:30:00+02:00", 18.0),
     ]
     seed(
-        berlin,
+        settings,
         [reading(site, "r101-t", ns_from_datetime(datetime.fromisoformat(t)), v) for t, v in at],
     )
-    app = create_app(berlin, db=state, clock=clock, site=site)
+    app = create_app(settings, db=state, clock=clock, site=site)
     with TestClient(app) as client:
         response = client.get(
             "/api/v1/rooms/b1/r101/daily?start=2026-03-28&end=2026-03-31",
             headers=who(app, state, "inspector"),
         )
     assert response.status_code == 200, response.text
+    assert response.json()["timezone"] == "Europe/Berlin"
     days = response.json()["days"]
     assert [(d["start"], d["end"]) for d in days] == [
         ("2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00"),

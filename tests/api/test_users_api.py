@@ -135,6 +135,24 @@ def test_api_keys_are_shown_once_work_and_stop_when_revoked(
     assert key not in dump and key.split("_")[-1] not in dump
 
 
+@pytest.mark.parametrize("roles", [["keeper"], ["inspector", "keeper"]])
+def test_an_api_key_cannot_be_a_keeper(
+    client: TestClient, state: StateDB, admin: dict[str, str], roles: list[str]
+) -> None:
+    response = client.post(
+        "/api/v1/apikeys", json={"name": "grafana", "roles": roles}, headers=admin
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "roles"]
+    assert error["msg"] == (
+        "API keys cannot hold the role keeper: keys are not scoped to buildings; "
+        "give a machine inspector (read-only) or security"
+    )
+    assert client.get("/api/v1/apikeys", headers=admin).json() == []
+    assert "apikey.create" not in [e.action for e in audit.entries(state)]
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
