@@ -121,3 +121,24 @@ class Silencer:
     def silenced_by(self, labels: Mapping[str, str], now_ns: int) -> list[str]:
         """Ids of the active silences that match ``labels``."""
         return [s.id for s in self.all() if s.silences(labels, now_ns)]
+
+
+# Labels alerts carry: their scope (alerting.evaluators.base), a badge for access rules, and
+# what match_labels adds. A matcher on any other name can never match a real alert.
+ALERT_LABELS = frozenset(
+    {"site", "building", "room", "sensor", "drill_id", "badge", "rule_id", "rule_kind", "severity"}
+)
+
+
+def check_against(matchers: Iterable[Matcher], known: Mapping[str, Iterable[str]]) -> None:
+    """Refuse matchers that cannot mean what their author meant: a label alerts never
+    carry, or an equality with a value the site does not have (``room=A1O1``). ``known``
+    maps a label to its possible values (labels left out are not checked). Raises
+    ValueError naming the matcher."""
+    for m in matchers:
+        if m.name not in ALERT_LABELS:
+            names = ", ".join(sorted(ALERT_LABELS))
+            raise ValueError(f"matcher {m}: alerts have no label '{m.name}' (they have {names})")
+        values = known.get(m.name)
+        if m.op == "=" and values is not None and m.value not in set(values):
+            raise ValueError(f"matcher {m}: no {m.name} '{m.value}' in this site")

@@ -49,9 +49,10 @@ from fastapi import HTTPException, status
 from alerting import state_models
 from alerting.ackqueue import QUEUE_LOCK_KEY, AckRequest, pending_in, queue_action, requests_for
 from alerting.engine import new_silence
+from alerting.evaluators import EVALUATORS
 from alerting.lifecycle import Alert
-from alerting.model import AlertState
-from alerting.silence import Silence
+from alerting.model import AlertState, Severity
+from alerting.silence import Silence, check_against
 from api.deps import AppContext, Principal
 from api.models import Role
 from api.paging import Page, Paging, unprocessable
@@ -67,6 +68,7 @@ from api.schemas_alerts import (
 from api.status import READER_ROLES, api_zone
 from gateway.audit import append_async
 from gateway.reading import datetime_from_ns, ns_from_datetime
+from gateway.site import OUTDOOR_ROOM, Site
 from gateway.statedb import StateDB
 
 ACK_ROLES = (Role.KEEPER, Role.SECURITY)
@@ -384,6 +386,19 @@ async def list_silences(
     )
 
 
+def site_labels(site: Site) -> dict[str, set[str]]:
+    """The values the site's alerts can carry, by label (for checking silence matchers)."""
+    rooms = {r.id for _b, r in site.rooms()} | {OUTDOOR_ROOM}
+    return {
+        "site": {site.id},
+        "building": {b.id for b in site.model.buildings},
+        "room": rooms,
+        "sensor": {ref.sensor for ref in site.sensors()},
+        "rule_kind": set(EVALUATORS),
+        "severity": {s.value for s in Severity},
+    }
+
+
 async def create_silence(
     ctx: AppContext, principal: Principal, body: SilenceCreate
 ) -> SilencePublic:
@@ -402,6 +417,8 @@ async def create_silence(
             ends_at_ns=end,
             starts_at_ns=start,
         )
+        if ctx.site is not None:
+            check_against(silence.matchers, site_labels(ctx.site))
     except ValueError as exc:
         raise unprocessable(str(exc)) from None
     await asyncio.to_thread(state_models.save_silence, ctx.db, silence)

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api import accounts
-from api.deps import AdminPrincipal, Context, CurrentPrincipal
+from api.deps import AdminPrincipal, AppContext, Context, CurrentPrincipal
+from api.paging import unprocessable
 from api.schemas import Me, RowId, UserCreate, UserPage, UserPublic, UserSelfUpdate, UserUpdate
 from gateway.audit import append_async
 from gateway.clock import Clock
@@ -86,9 +87,23 @@ async def list_users(
     return UserPage(items=[public(u) for u in users], total=total, limit=limit, offset=offset)
 
 
+def _check_buildings(ctx: AppContext, buildings: list[str]) -> None:
+    """422 for a building the site does not have: a keeper assigned to a typo would see
+    nothing and nobody would notice."""
+    if ctx.site is None:
+        return
+    known = {b.id for b in ctx.site.model.buildings}
+    unknown = sorted(set(buildings) - known)
+    if unknown:
+        raise unprocessable(
+            f"no building {', '.join(unknown)} in this site (it has {', '.join(sorted(known))})"
+        )
+
+
 @router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
 async def create_user(body: UserCreate, principal: AdminPrincipal, ctx: Context) -> UserPublic:
     """Create a user. Roles: admin."""
+    _check_buildings(ctx, body.buildings)
     try:
         user = await asyncio.to_thread(
             accounts.create_user,
@@ -118,6 +133,7 @@ async def update_user(
 ) -> UserPublic:
     """Change a user's name, password, roles, buildings or disabled flag. Roles: admin."""
     fields = body.model_dump(exclude_unset=True, exclude_none=True)
+    _check_buildings(ctx, body.buildings or [])
     user = await asyncio.to_thread(
         accounts.update_user, ctx.db, user_id, now=now(ctx.clock), **fields
     )

@@ -17,9 +17,13 @@ from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine
 from api import alert_actions as actions
 from api.deps import Principal
+from api.main import create_app
 from api.models import Role
 from gateway import audit
 from gateway.clock import ManualClock
+from gateway.resources import demo_site_path
+from gateway.settings import Settings
+from gateway.site import load_site
 from gateway.statedb import StateDB
 from tests.api.conftest import add_user, bearer, context
 from tests.api.test_alerts_api import PRINCIPALS, Events, Gateway, Sink, login
@@ -249,3 +253,32 @@ async def test_a_silence_made_through_the_api_mutes_the_engine_until_expired(
             for a in b.alerts]  # fmt: skip
     assert told == [("firing", "a101")]
     assert client.get(f"/api/v1/alerts/{muted}", headers=headers).json()["silenced_by"] == []
+
+
+@pytest.mark.parametrize(
+    ("matchers", "status", "words"),
+    [
+        (["colour=red"], 422, "alerts have no label 'colour'"),
+        (["room=r999"], 422, "no room 'r999' in this site"),
+        (["building=mian", "room=r101"], 422, "no building 'mian'"),
+        (["room=r101", "severity=urgent"], 422, "no severity 'urgent'"),
+        (["room=r101"], 201, ""),
+        (["room=~r1.*", "rule_kind=band"], 201, ""),  # regexes are not checked against ids
+    ],
+)
+def test_silence_matchers_are_checked_against_the_site(
+    settings: Settings,
+    state: StateDB,
+    clock: ManualClock,
+    matchers: list[str],
+    status: int,
+    words: str,
+) -> None:
+    """A typo in a silence would silence nothing while its author believes the room muted."""
+    app = create_app(settings, db=state, clock=clock, site=load_site(demo_site_path()))
+    with TestClient(app) as api:
+        answer = api.post(
+            SILENCES, json=body(matchers=matchers), headers=login(app, state, "security")
+        )
+    assert answer.status_code == status, answer.text
+    assert words in answer.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +11,13 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.main import create_app
 from api.models import Role
 from gateway import audit
+from gateway.clock import ManualClock
+from gateway.resources import demo_site_path
+from gateway.settings import Settings
+from gateway.site import load_site
 from gateway.statedb import StateDB
 from tests.api.conftest import PASSWORD, add_user, bearer
 
@@ -205,3 +211,20 @@ def test_out_of_range_ids_are_422(
 ) -> None:
     response = client.request(method, path, json={"display_name": "x"}, headers=admin)
     assert response.status_code == 422
+
+
+def test_a_keeper_cannot_be_assigned_a_building_the_site_does_not_have(
+    tmp_path: Path, state: StateDB
+) -> None:
+    site = load_site(demo_site_path())
+    app = create_app(Settings(data_dir=tmp_path / "d"), db=state, clock=ManualClock(), site=site)
+    headers = bearer(app, add_user(state, Role.ADMIN))
+    new = {"username": "k1", "password": "correct horse battery", "roles": ["keeper"]}
+    with TestClient(app) as api:
+        typo = api.post("/api/v1/users", json={**new, "buildings": ["mian"]}, headers=headers)
+        assert typo.status_code == 422 and "no building mian" in typo.text
+        made = api.post("/api/v1/users", json={**new, "buildings": ["main"]}, headers=headers)
+        assert made.status_code == 201, made.text
+        patch = {"buildings": ["main", "annex"]}
+        moved = api.patch(f"/api/v1/users/{made.json()['id']}", json=patch, headers=headers)
+        assert moved.status_code == 422 and "no building annex" in moved.text
