@@ -207,6 +207,17 @@ class ModbusCollector:
                 endpoint.drop()
             await self._missed(unit, str(exc))
             return
+        # What the device answered is counted and submitted whole even if the collector is
+        # stopped meanwhile: a stop must not drop a reading already read (nor count a poll
+        # whose readings never reached the spool).
+        finish = asyncio.ensure_future(self._finish(unit, data))
+        try:
+            await asyncio.shield(finish)
+        except asyncio.CancelledError:
+            await finish
+            raise
+
+    async def _finish(self, unit: _Unit, data: Sequence[list[int] | list[bool]]) -> None:
         ts_ns = self._ctx.clock.now_ns()
         good: list[Reading] = []
         faulty: list[Reading] = []
