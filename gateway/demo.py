@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -211,6 +212,9 @@ async def stop_api(server: DemoApiServer, task: asyncio.Task[None]) -> None:
 
 async def start_broker(port: int) -> Broker:
     """An embedded MQTT broker on loopback (amqtt), for a demo with nothing installed."""
+    # amqtt logs an ERROR for every connection closed before CONNECT, which is what the
+    # API's /readyz broker check does: noise in a demo, where the broker is ours.
+    logging.getLogger("amqtt.broker").setLevel(logging.CRITICAL)
     broker = Broker(
         {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
@@ -372,7 +376,7 @@ async def run_demo(
         api = await start_api(settings, site, api_sock)
         # Printed once, to the terminal only: the password is in no log and not in the summary.
         sys.stderr.write(
-            f"archwatch demo: console on {api_url}/console/ and API on {api_url}/api/v1/\n"
+            f"archwatch demo: console on {api_url}/console and API on {api_url}/api/v1/\n"
             f"archwatch demo: {admin.message}\n"
         )
         sys.stderr.flush()

@@ -24,7 +24,7 @@ from gateway.statedb import StateDB
 from tests.db_helpers import REPO
 
 LOGIN = "/api/v1/login/access-token"
-ADDRESS = re.compile(r"console on (http://127\.0\.0\.1:\d+)/console/ and API on \1/api/v1/")
+ADDRESS = re.compile(r"console on (http://127\.0\.0\.1:\d+)/console and API on \1/api/v1/")
 CREATED = re.compile(r"created user admin with password (\S+) \(shown once")
 KEPT = "an admin account already exists in this data directory: kept"
 WAIT_S = 120.0  # only turns a hang into a failure; the demo needs a few seconds
