@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from gateway.store.base import Store
+from gateway.store.embedded import EmbeddedStore
+from gateway.store.influx import InfluxStore
 
 # The state DB on SQLite and the real PostgreSQL (db_url, db); a module may override them.
 from tests.db_helpers import db, db_url  # noqa: F401
@@ -77,3 +81,17 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "archwatch-data"
     d.mkdir()
     return d
+
+
+@pytest.fixture(params=["embedded", "influx"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each store back end in turn: the embedded file and the real InfluxDB."""
+    if request.param == "embedded":
+        s: Store = EmbeddedStore(tmp_path / "store.sqlite")
+    else:
+        server: InfluxServer = request.getfixturevalue("influx")
+        s = InfluxStore(
+            server.url, token=None, org="-", bucket=server.database, database=server.database
+        )
+    yield s
+    await s.close()

@@ -7,17 +7,12 @@ so every test here runs twice with the same data and the same expectations.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from gateway.reading import Event, Reading, SensorKind
 from gateway.store.base import Aggregate, ReadingFilter, SeriesPoint, Store, StoreError
-from gateway.store.embedded import EmbeddedStore
-from gateway.store.influx import InfluxStore
-from tests.servers import InfluxServer
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z, on a minute boundary
@@ -48,19 +43,6 @@ def rd(sensor: str, ts_ns: int, value: float, drill_id: str | None = None) -> Re
         ts_ns=ts_ns,
         drill_id=drill_id,
     )
-
-
-@pytest.fixture(params=["embedded", "influx"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "embedded":
-        s: Store = EmbeddedStore(tmp_path / "store.sqlite")
-    else:
-        server: InfluxServer = request.getfixturevalue("influx")
-        s = InfluxStore(
-            server.url, token=None, org="-", bucket=server.database, database=server.database
-        )
-    yield s
-    await s.close()
 
 
 EVERYTHING = ReadingFilter()

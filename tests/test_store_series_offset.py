@@ -7,16 +7,10 @@ mix two local days; the offset moves the grid, the same way in SQL and in Influx
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from gateway.reading import Reading, SensorKind
 from gateway.store.base import Aggregate, SeriesPoint, Store
-from gateway.store.embedded import EmbeddedStore
-from gateway.store.influx import InfluxStore
-from tests.servers import InfluxServer
 
 S = 1_000_000_000
 DAY = 86_400 * S
@@ -38,19 +32,6 @@ def rd(ts_ns: int, value: float, drill_id: str | None = None) -> Reading:
         ts_ns=ts_ns,
         drill_id=drill_id,
     )
-
-
-@pytest.fixture(params=["embedded", "influx"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "embedded":
-        s: Store = EmbeddedStore(tmp_path / "store.sqlite")
-    else:
-        server: InfluxServer = request.getfixturevalue("influx")
-        s = InfluxStore(
-            server.url, token=None, org="-", bucket=server.database, database=server.database
-        )
-    yield s
-    await s.close()
 
 
 # Local day 1 (Jan 1): 00:00, 07:59 and 23:59:59.999999999 local; local day 2 (Jan 2):

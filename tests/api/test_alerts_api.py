@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from fastapi import FastAPI
@@ -23,29 +23,13 @@ from api.main import create_app
 from api.models import Role
 from gateway import audit
 from gateway.clock import ManualClock
-from gateway.reading import Event
 from gateway.settings import Settings
 from gateway.statedb import StateDB
 from tests.api.conftest import add_user, api_key, bearer
+from tests.test_acklink import Events, Sink
 
 ALERTS = "/api/v1/alerts"
 _rooms = itertools.count(1)
-
-
-@dataclass
-class Sink:
-    batches: list[NotificationBatch] = field(default_factory=list)
-
-    async def enqueue(self, batch: NotificationBatch) -> None:
-        self.batches.append(batch)
-
-
-@dataclass
-class Events:
-    events: list[Event] = field(default_factory=list)
-
-    async def emit(self, event: Event) -> None:
-        self.events.append(event)
 
 
 @dataclass
