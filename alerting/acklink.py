@@ -102,6 +102,7 @@ class AlertInfo:
     limit: str
     started_at_ns: int
     acked_by: str | None
+    rule_kind: str = ""
 
     @property
     def room(self) -> str:
@@ -291,6 +292,7 @@ class AckLinks:
             limit=row.limit_text,
             started_at_ns=row.started_at_ns,
             acked_by=row.acked_by,
+            rule_kind=row.rule_kind,
         )
 
         def found(verdict: Verdict, reason: str) -> Check:

@@ -26,10 +26,15 @@ KIND = {
         "acknowledged": "acknowledged",
     },
 }
+# Rule kinds whose alert value is a change (a rise, a 24-hour swing), not a reading: their
+# messages must not call it the current value.
+CHANGE_KINDS = frozenset({"rate_of_change", "fluctuation"})
+
 _TEXT = {
     "zh": {
         "drill": "【演练】",
         "value": "当前值 {value}",
+        "change": "变化量 {value}",
         "limit": "限值 {limit}",
         "since": "自 {ts} 起",
         "resolved": "已于 {ts} 恢复",
@@ -41,6 +46,7 @@ _TEXT = {
     "en": {
         "drill": "[DRILL] ",
         "value": "value {value}",
+        "change": "change {value}",
         "limit": "limit {limit}",
         "since": "since {ts}",
         "resolved": "resolved at {ts}",
@@ -98,7 +104,8 @@ def alert_line(
     text = _TEXT[lang]
     parts = [f"{room_label(alert.labels, names)}{text['colon']}{alert.summary or alert.rule_id}"]
     if alert.value is not None:
-        parts.append(text["value"].format(value=_value(alert.value)))
+        label = "change" if alert.rule_kind in CHANGE_KINDS else "value"
+        parts.append(text[label].format(value=_value(alert.value)))
     if alert.limit:
         parts.append(text["limit"].format(limit=alert.limit))
     parts.append(text["since"].format(ts=_ts(alert.started_at_ns, tz, short=short)))

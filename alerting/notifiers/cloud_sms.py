@@ -50,8 +50,8 @@ _TITLE = re.compile(
     + r")(?=\s|$)",
     re.MULTILINE,
 )
-# Mirrors alerting.templates' "当前值 {value}" / "value {value}".
-_VALUE = re.compile(r"(?:当前值|\bvalue) (?P<value>[^\s；;/]+)")
+# Mirrors alerting.templates' "当前值 {value}" / "value {value}" (变化量 / change for rates).
+_VALUE = re.compile(r"(?:当前值|变化量|\bvalue|\bchange) (?P<value>[^\s；;/]+)")
 # The short acknowledgement code an SMS recipient types into the console, as
 # alerting.templates.ack_text writes it: "确认码 K7Q2", "确认码（a101） K7Q2", "ack code K7Q2".
 _CODE = re.compile(

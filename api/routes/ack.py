@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from alerting.acklink import MAX_NOTE_CHARS, AlertInfo, Check, Verdict
-from alerting.templates import SEVERITY
+from alerting.templates import CHANGE_KINDS, SEVERITY
 from api.deps import AppContext, Context
 from api.status import api_zone, local_time
 
@@ -91,6 +91,7 @@ def _alert_view(ctx: AppContext, alert: AlertInfo | None) -> dict[str, str] | No
         "summary": alert.summary,
         "severity": SEVERITY["zh"].get(alert.severity, alert.severity),
         "value": value,
+        "value_label": "变化量" if alert.rule_kind in CHANGE_KINDS else "当前值",
         "limit": alert.limit,
         "since": since.strftime("%Y-%m-%d %H:%M"),
         "drill": "是" if alert.labels.get("drill_id") else "",

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from alerting.acklink import MAX_NOTE_CHARS
 from alerting.model import AlertState
-from alerting.templates import SEVERITY
+from alerting.templates import CHANGE_KINDS, SEVERITY
 from api.alert_actions import (
     ACK_ROLES,
     RESOLVE_ROLES,
@@ -543,6 +543,7 @@ def _alert_view(
         "place": place,
         "summary": a.summary,
         "value": "—" if a.value is None else f"{a.value:g}",
+        "value_label": "变化量" if a.rule_kind in CHANGE_KINDS else "当前值",
         "limit": a.limit,
         "started": _when(a.started_at, ctx),
         "acked": _who(a.acked_by, a.acked_note, a.acked_at, ctx),
