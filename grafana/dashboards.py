@@ -221,7 +221,7 @@ def overview(site: Site) -> JSON:
         p.table(
             "各库房状态",
             API,
-            [p.api_target(API, "A", "/api/v1/rooms")],
+            [p.api_target(API, "A", "/api/v1/rooms?limit=500")],
             mappings=p.value_map(ROOM_STATUS),
             description="archwatch API /api/v1/rooms：范围内、超出范围、报警、离线、校准过期。",
         ),
@@ -413,7 +413,9 @@ def alerts(site: Site) -> JSON:
             API,
             [
                 p.api_target(
-                    API, "A", "/api/v1/alerts?state=firing&state=acknowledged&building=$building"
+                    API,
+                    "A",
+                    "/api/v1/alerts?state=firing&state=acknowledged&building=$building&limit=500",
                 )
             ],
             mappings=p.value_map(SEVERITY),
