@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerting.acklink import AckLinks, AckSigner
 from api.deps import AppContext
@@ -71,6 +73,15 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """An unknown console address gets the console's own page, the API its JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    if request.url.path.startswith("/console") and exc.status_code in (404, 405):
+        reason = "没有这个页面。" if exc.status_code == 404 else "此页面不接受这种请求。"
+        return console.error_page(request, exc.status_code, "未找到", reason)
+    return await http_exception_handler(request, exc)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -119,6 +130,7 @@ def create_app(
 
     app = FastAPI(title="archwatch", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.state.ctx = context
     app.include_router(ack.router)
     app.include_router(health.router)

@@ -506,3 +506,12 @@ def test_console_pages_forbid_framing_and_caching(console: Console) -> None:
     assert page.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_an_unknown_console_address_gets_a_console_page(console: Console) -> None:
+    client = console.client(add_user(console.db, Role.KEEPER))
+    page = client.get("/console/no-such-page")
+    assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+    assert "没有这个页面" in page.text
+    api = client.get("/api/v1/no-such-route")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
