@@ -417,6 +417,9 @@ def _room_view(ctx: AppContext, status: RoomStatus) -> dict[str, Any]:
     }
 
 
+# Both /console and /console/: a redirect between them would greet an anonymous visitor
+# with a 307 instead of the 401 login page.
+@router.get("/", response_class=HTMLResponse)
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request, ctx: Context, session: AnySession) -> Response:
     """Room status overview: a tile per room, coloured by status. Roles: any (a keeper

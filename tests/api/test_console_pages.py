@@ -515,3 +515,12 @@ def test_an_unknown_console_address_gets_a_console_page(console: Console) -> Non
     assert "没有这个页面" in page.text
     api = client.get("/api/v1/no-such-route")
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize("path", ["/console", "/console/"])
+def test_an_anonymous_visitor_gets_the_login_page_not_a_redirect(
+    console: Console, path: str
+) -> None:
+    with TestClient(console.app) as client:
+        page = client.get(path, follow_redirects=False)
+    assert page.status_code == 401 and LOGIN_FORM in page.text
