@@ -208,7 +208,9 @@ class AckQueue:
             return AckOutcome(request, "failed", f"unknown action {request.action!r}")
         note = request.note.strip() or _VIA_NOTE.get(request.via, "")
         try:
-            await self.engine.acknowledge(request.alert_id, request.user, note, via=request.via)
+            await self.engine.acknowledge(
+                request.alert_id, request.user, note, via=request.via, actor=audit_actor(request)
+            )
         except AlertError as exc:
             await self.engine.start()
             alert = self.engine.lifecycle.get(request.alert_id)
@@ -226,7 +228,11 @@ class AckQueue:
     async def _resolve(self, request: AckRequest) -> AckOutcome:
         try:
             await self.engine.resolve(
-                request.alert_id, request.user, request.note.strip(), via=request.via
+                request.alert_id,
+                request.user,
+                request.note.strip(),
+                via=request.via,
+                actor=audit_actor(request),
             )
         except AlertError as exc:
             alert = await asyncio.to_thread(state_models.get_alert, self.db, request.alert_id)
@@ -244,3 +250,13 @@ class AckQueue:
 
 def _ids(request: AckRequest) -> tuple[str, str]:
     return request.alert_id, request.user
+
+
+def audit_actor(request: AckRequest) -> str:
+    """How the audit log names who asked: ``user:<name>`` for someone logged in to the API
+    or console (as the API's own entries name them, so one actor filter finds both the
+    request and its application); keys are ``apikey:<name>`` already; a link or code
+    acknowledgement is the contact's id."""
+    if request.via in ("api", "console") and ":" not in request.user:
+        return f"user:{request.user}"
+    return request.user

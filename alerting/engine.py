@@ -229,25 +229,40 @@ class AlertEngine:
     # --- operator actions ----------------------------------------------------------------
 
     async def acknowledge(
-        self, alert_id: str, user: str, note: str = "", *, via: str | None = None
+        self,
+        alert_id: str,
+        user: str,
+        note: str = "",
+        *,
+        via: str | None = None,
+        actor: str | None = None,
     ) -> AlertView:
         """Stop repeats of a firing alert; raises AlertError when it is not firing.
 
-        ``via`` (link, code, api, console) goes into the audit entry's detail."""
+        ``via`` (link, code, api, console) goes into the audit entry's detail; ``actor``
+        names the person in the audit log when it differs from ``user`` (``user:<name>``
+        for someone logged in to the API or console, as the API's own entries name them)."""
         async with self._lock:
             await self._start()
             change = self.lifecycle.acknowledge(alert_id, user, note, self.clock.now_ns())
-            await self._record([change], via=via)
+            await self._record([change], via=via, actor=actor)
             return self._view(change.alert, self.clock.now_ns())
 
     async def resolve(
-        self, alert_id: str, user: str, note: str = "", *, via: str | None = None
+        self,
+        alert_id: str,
+        user: str,
+        note: str = "",
+        *,
+        via: str | None = None,
+        actor: str | None = None,
     ) -> AlertView:
-        """Resolve an open alert by hand; raises AlertError when there is none."""
+        """Resolve an open alert by hand; raises AlertError when there is none (``via`` and
+        ``actor`` as for :meth:`acknowledge`)."""
         async with self._lock:
             await self._start()
             change = self.lifecycle.resolve(alert_id, user, note, self.clock.now_ns())
-            await self._record([change], via=via)
+            await self._record([change], via=via, actor=actor)
             return self._view(change.alert, self.clock.now_ns())
 
     async def record_recipients(self, batch_id: str, recipients: Sequence[str]) -> None:
@@ -386,7 +401,9 @@ class AlertEngine:
             silenced_by=tuple(self.silencer.silenced_by(alert.match_labels(), now_ns)),
         )
 
-    async def _record(self, changes: Sequence[Transition], *, via: str | None = None) -> None:
+    async def _record(
+        self, changes: Sequence[Transition], *, via: str | None = None, actor: str | None = None
+    ) -> None:
         latest = {a.id: a for a in self.lifecycle.take_dirty()}
         latest.update((c.alert.id, c.alert) for c in changes)
         if not latest:
@@ -405,12 +422,14 @@ class AlertEngine:
                 self._fired[kind] += 1
                 if self.metrics is not None:
                     self.metrics.inc(_metric("fired_total", kind), severity=alert.severity.value)
-            await self._report(change, via=via)
+            await self._report(change, via=via, actor=actor)
         if self.metrics is not None:
             for state, n in self.counts().items():
                 self.metrics.set("alerts_open", n, state=state)
 
-    async def _report(self, change: Transition, *, via: str | None = None) -> None:
+    async def _report(
+        self, change: Transition, *, via: str | None = None, actor: str | None = None
+    ) -> None:
         alert = change.alert
         action, event_kind = _REPORTED[change.after]
         at_ns = {
@@ -435,7 +454,7 @@ class AlertEngine:
             detail["via"] = via
         await audit.append_async(
             self.db,
-            actor=change.actor,
+            actor=actor or change.actor,
             action=action,
             target=alert.id,
             detail=detail,

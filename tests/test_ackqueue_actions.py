@@ -17,7 +17,15 @@ from sqlalchemy import text
 
 from alerting import state_models
 from alerting.acklink import AckLinks, AckSigner, Check, Verdict
-from alerting.ackqueue import QUEUE_LOCK_KEY, AckQueue, pending_in, queue_action, requests_for
+from alerting.ackqueue import (
+    QUEUE_LOCK_KEY,
+    AckQueue,
+    AckRequest,
+    audit_actor,
+    pending_in,
+    queue_action,
+    requests_for,
+)
 from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine, new_silence
 from alerting.model import AlertState, Condition, NotificationBatch, Severity
@@ -192,7 +200,7 @@ async def test_a_queued_resolution_resolves_notifies_and_names_the_person(db: St
     await rig.tick()
     assert rig.sink.told()[1:] == [("resolved", "a101")]  # those told hear it is over
     [entry] = audit.entries(db, action="alert.resolved")
-    assert entry.actor == "zhangsan"
+    assert entry.actor == "user:zhangsan"  # as the API's own entries name the person
     assert entry.detail["via"] == "api" and entry.detail["note"] == "空调已修好"
     assert await rig.queue.run_once() == []  # nothing applied twice
     assert audit.verify(db).ok
@@ -213,7 +221,7 @@ async def test_a_queued_acknowledgement_records_the_user_and_channel(db: StateDB
     )
     [entry] = audit.entries(db, action="alert.acknowledged")
     assert (entry.actor, entry.detail["via"], entry.detail["note"]) == (
-        "lisi",
+        "user:lisi",
         "console",
         "正在处理",
     )
@@ -419,3 +427,18 @@ async def test_label_filters_are_exact_and_case_sensitive(db: StateDB) -> None:
     # Paged after the filter: newest first, the total counts every match.
     alerts, total = state_models.page_alerts(db, building="b1", limit=1, offset=1)
     assert total == 2 and [a.id for a in alerts] == [ids["b1", "a101"]]
+
+
+@pytest.mark.parametrize(
+    ("via", "user", "actor"),
+    [
+        ("api", "zhangsan", "user:zhangsan"),
+        ("console", "zhangsan", "user:zhangsan"),
+        ("api", "apikey:duty-bot", "apikey:duty-bot"),
+        ("link", "duty-1", "duty-1"),  # a contact id, from a signed link
+        ("code", "duty-1", "duty-1"),
+    ],
+)
+def test_the_audit_log_names_the_person_as_the_api_does(via: str, user: str, actor: str) -> None:
+    request = AckRequest(1, "a1", user, "", via, 0, "ack")
+    assert audit_actor(request) == actor

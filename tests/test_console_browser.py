@@ -218,5 +218,5 @@ def test_log_in_see_a_firing_alert_acknowledge_it_and_see_it_acknowledged(
     [requested] = audit.entries(state, action="alert.ack_requested")
     assert requested.actor == "user:zhang.wei" and requested.detail["via"] == "console"
     [acked] = audit.entries(state, action="alert.acknowledged")
-    assert acked.actor == "zhang.wei" and acked.target == gateway.alert_id
+    assert acked.actor == "user:zhang.wei" and acked.target == gateway.alert_id
     assert acked.detail["note"] == NOTE

@@ -367,9 +367,9 @@ async def test_acknowledge_then_resolve_end_to_end(
 
     log = [(e.actor, e.action, e.detail.get("via")) for e in audit.entries(state, limit=50)]
     assert ("user:zhangsan", "alert.ack_requested", "api") in log
-    assert ("zhangsan", "alert.acknowledged", "api") in log
+    assert ("user:zhangsan", "alert.acknowledged", "api") in log
     assert ("user:zhangsan", "alert.resolve_requested", "api") in log
-    assert ("zhangsan", "alert.resolved", "api") in log
+    assert ("user:zhangsan", "alert.resolved", "api") in log
     assert audit.verify(state).ok
 
 

@@ -357,7 +357,7 @@ async def test_acknowledging_in_the_console_is_queued_audited_and_shown(console:
     assert f'data-alert="{alert_id}" data-state="acknowledged"' in shown
     assert f"{user.username}，" in shown and "已到现场，误报" in shown
     [acked] = audit.entries(console.db, action="alert.acknowledged")
-    assert acked.actor == user.username
+    assert acked.actor == f"user:{user.username}"
 
 
 async def test_a_role_without_the_action_is_refused_even_with_a_crafted_form(
