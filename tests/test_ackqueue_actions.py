@@ -7,7 +7,7 @@ Queue and filter tests run on SQLite and on the real PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,18 +69,6 @@ def cond(clock: ManualClock, room: str = "a101", building: str = "b1") -> Condit
         value=62.0,
         summary=f"{room} 相对湿度 62%",
     )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    state = StateDB(url)
-    state.migrate()
-    yield state
-    state.close()
 
 
 @dataclass

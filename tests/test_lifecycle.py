@@ -6,9 +6,7 @@ through :class:`AlertEngine` on SQLite and on the real PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -190,18 +188,6 @@ class Events:
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    state = StateDB(url)
-    state.migrate()
-    yield state
-    state.close()
 
 
 def make_engine(db: StateDB, clock: ManualClock, outbox: Outbox, events: Events) -> AlertEngine:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -16,18 +14,6 @@ from tests.api.conftest import PASSWORD
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 S = 1_000_000_000
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    state = StateDB(url)
-    state.migrate()
-    yield state
-    state.close()
 
 
 def test_users_round_trip(db: StateDB) -> None:
