@@ -158,12 +158,16 @@ def own_origin(request: Request) -> str:
     return f"{request.url.scheme}://{host}".lower()
 
 
-def same_origin(ctx: AppContext, request: Request) -> bool:
-    """False when Origin (or else Referer) names an origin other than this server's or
-    ``public_url``'s. Neither header present (some privacy settings strip both): True;
-    the CSRF token still binds a session's forms."""
+def public_origin(ctx: AppContext) -> str:
+    """The origin of ``public_url`` (scheme and host), lower case."""
     public = urlsplit(ctx.settings.public_url)
-    allowed = {own_origin(request), f"{public.scheme}://{public.netloc}".lower()}
+    return f"{public.scheme}://{public.netloc}".lower()
+
+
+def origin_in(request: Request, allowed: set[str]) -> bool:
+    """False when Origin (or else Referer) names an origin outside ``allowed``. Neither
+    header present (some privacy settings strip both): True; the form's own token (CSRF
+    token, page nonce) still binds it."""
     origin = request.headers.get("origin")
     if origin is not None:
         return origin.strip().lower().rstrip("/") in allowed
@@ -175,6 +179,12 @@ def same_origin(ctx: AppContext, request: Request) -> bool:
             return False
         return f"{parts.scheme}://{parts.netloc}".lower() in allowed
     return True
+
+
+def same_origin(ctx: AppContext, request: Request) -> bool:
+    """False when Origin (or else Referer) names an origin other than this server's or
+    ``public_url``'s (see :func:`origin_in`)."""
+    return origin_in(request, {own_origin(request), public_origin(ctx)})
 
 
 def check_post(ctx: AppContext, request: Request, session: ConsoleSession, sent: str) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from alerting.acklink import MAX_NOTE_CHARS, AlertInfo, Check, Verdict
 from alerting.templates import CHANGE_KINDS, SEVERITY
+from api.console_auth import origin_in, public_origin
 from api.deps import AppContext, Context
 from api.status import api_zone, local_time
 
@@ -99,20 +100,9 @@ def _alert_view(ctx: AppContext, alert: AlertInfo | None) -> dict[str, str] | No
 
 
 def _same_origin(ctx: AppContext, request: Request) -> bool:
-    """False when Origin (or else Referer) names another origin than ``public_url``."""
-    public = urlsplit(ctx.settings.public_url)
-    expected = f"{public.scheme}://{public.netloc}".lower()
-    origin = request.headers.get("origin")
-    if origin is not None:
-        return origin.strip().lower().rstrip("/") == expected
-    referer = request.headers.get("referer")
-    if referer is not None:
-        try:
-            parts = urlsplit(referer.strip())
-        except ValueError:
-            return False
-        return f"{parts.scheme}://{parts.netloc}".lower() == expected
-    return True  # privacy settings strip both; the page nonce still binds the form
+    """False when Origin (or else Referer) names another origin than ``public_url``'s (the
+    links point there); neither header: True, the page nonce still binds the form."""
+    return origin_in(request, {public_origin(ctx)})
 
 
 async def _form(request: Request) -> dict[str, str] | None:
