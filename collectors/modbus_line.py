@@ -2,9 +2,11 @@
 
 A line is whatever carries one frame at a time: a serial port (RTU on RS-485), a serial
 server's TCP socket (RTU over TCP), or a Modbus TCP gateway's host:port in front of an RS-485
-line. Every unit on a line shares one client and one ``asyncio.Lock``; ``frame_gap`` adds
-silence between transactions for units that need more than RTU's 3.5 character times
-(which pymodbus keeps itself).
+line. Every unit on a line shares one client and one ``asyncio.Lock``. On a serial line
+every transaction starts at least 3.5 character times after the previous answer ended (the
+RTU inter-frame silence, :func:`rtu_silence`: pymodbus's async serial client does not keep
+it), plus ``frame_gap`` for units that need more; a serial server keeps the silence on its
+own wire, so RTU over TCP waits only ``frame_gap``.
 
 Timeouts and retries are ours, per unit, around each request; the shared pymodbus client is
 built with ``retries=0`` and a longer timeout of its own, so it never gives up on (or closes)
@@ -80,6 +82,20 @@ class LineSpec:
     name: str
     settings: tuple[object, ...]
     make_client: Callable[[float], Any]  # client timeout -> an unconnected pymodbus client
+    silence: float = 0.0  # seconds of silence the wire itself needs between frames
+
+
+def rtu_silence(baudrate: int, bytesize: int, parity: str, stopbits: int) -> float:
+    """RTU's inter-frame silence in seconds: 3.5 character times, 1.75 ms above 19200 baud.
+
+    A character is a start bit, the data bits, a parity bit unless parity is none, and the
+    stop bits (Modbus over Serial Line Specification V1.02, sections 2.5.1.1 and 2.5.1.1's
+    implementation note: fixed 1.750 ms for baud rates greater than 19200).
+    """
+    if baudrate > 19200:
+        return 0.00175
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return 3.5 * bits / baudrate
 
 
 def _rtu_tcp_client(host: str, *, port: int, timeout: float, retries: int) -> Any:
@@ -124,7 +140,8 @@ def line_spec(device: ModbusDevice, factories: dict[str, ClientFactory]) -> Line
                 retries=0,
             )
 
-        return LineSpec(("serial", device.port), device.port, settings, make)
+        silence = rtu_silence(dev.baudrate, dev.bytesize, dev.parity, dev.stopbits)
+        return LineSpec(("serial", device.port), device.port, settings, make, silence)
     raise TypeError(f"device '{device.id}': no Modbus transport for '{device.protocol}'")
 
 
@@ -206,8 +223,9 @@ class ModbusLine:
                 client.close()
 
     async def _gap(self) -> None:
-        if self.frame_gap > 0:
-            wait = self._last_frame_end + self.frame_gap - asyncio.get_running_loop().time()
+        gap = self.spec.silence + self.frame_gap
+        if gap > 0:
+            wait = self._last_frame_end + gap - asyncio.get_running_loop().time()
             if wait > 0:
                 await asyncio.sleep(wait)
 

@@ -83,9 +83,9 @@ class ModbusDevice(_DeviceBase):
     """What every polled Modbus device has, whatever carries its frames (TCP, RTU, RTU/TCP).
 
     Devices on one line (one host:port, or one serial port) share one client and one lock;
-    ``frame_gap`` is extra silence kept between transactions on the line (pymodbus already
-    keeps RTU's 3.5 character times); ``busy_retries`` re-asks a unit that answered
-    exception 5/6 ("busy") after a short pause, inside its own timeout budget.
+    ``frame_gap`` is extra silence kept between transactions on the line, on top of RTU's
+    3.5 character times that a serial line always keeps; ``busy_retries`` re-asks a unit
+    that answered exception 5/6 ("busy") after a short pause, inside its own timeout budget.
     """
 
     protocol: str

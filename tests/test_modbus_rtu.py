@@ -31,6 +31,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from collectors.base import COLLECTORS
 from collectors.modbus import ModbusRtuCollector, ModbusRtuTcpCollector
 from collectors.modbus_decode import encode_point
+from collectors.modbus_line import rtu_silence
 from collectors.modbus_profile import RegisterType
 from gateway.clock import ManualClock
 from gateway.configfile import ConfigError
@@ -379,28 +380,64 @@ async def test_an_access_controller_reports_doors_and_badge_events(tmp_path: Pat
     }
 
 
-async def test_frame_gap_keeps_the_line_silent_between_transactions(
-    tmp_path: Path, pty_pair: tuple[str, str]
+@pytest.mark.parametrize(
+    ("baudrate", "bytesize", "parity", "stopbits", "seconds"),
+    [
+        (9600, 8, "N", 1, 3.5 * 10 / 9600),  # 3.65 ms
+        (9600, 8, "E", 1, 3.5 * 11 / 9600),  # a parity bit makes 11-bit characters
+        (9600, 8, "N", 2, 3.5 * 11 / 9600),
+        (1200, 7, "O", 2, 3.5 * 11 / 1200),
+        (19200, 8, "N", 1, 3.5 * 10 / 19200),  # the last rate still computed: 1.82 ms
+        (38400, 8, "N", 1, 0.00175),  # above 19200 the spec fixes 1.75 ms
+        (115200, 8, "E", 1, 0.00175),
+    ],
+)
+def test_rtu_silence_is_three_and_a_half_characters(
+    baudrate: int, bytesize: int, parity: str, stopbits: int, seconds: float
+) -> None:
+    assert rtu_silence(baudrate, bytesize, parity, stopbits) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("line", "silence"),
+    [
+        # RTU's own silence, 3.5 characters of 10 bits at 2400 baud (8N1): 14.6 ms.
+        ({"baudrate": 2400}, 3.5 * 10 / 2400),
+        # 8N1 at 4800 baud, 10 bits a character: 7.3 ms.
+        ({"baudrate": 4800}, 3.5 * 10 / 4800),
+        # A configured gap comes on top of the 1.75 ms kept above 19200 baud.
+        ({"baudrate": 38400, "frame_gap": 0.05}, 0.05 + 0.00175),
+    ],
+)
+async def test_the_line_keeps_rtu_silence_and_the_frame_gap_between_transactions(
+    tmp_path: Path, pty_pair: tuple[str, str], line: dict[str, Any], silence: float
 ) -> None:
     gw, dev = pty_pair
     async with RtuSim({1: unit_context(), 2: unit_context()}, serial_port=dev) as sim:
         h = Harness(
             tmp_path,
             [
-                rtu("a", gw, 1, frame_gap=0.05, poll_interval=0.05),
-                rtu("b", gw, 2, poll_interval=0.05),  # the line's gap applies to it too
+                rtu("a", gw, 1, poll_interval=0.05, **line),
+                # The line's gap applies to every unit on it.
+                rtu(
+                    "b",
+                    gw,
+                    2,
+                    poll_interval=0.05,
+                    **{k: v for k, v in line.items() if k != "frame_gap"},
+                ),
             ],
         )
         async with h.running():
             await wait_until(lambda: sim.requests[1] + sim.requests[2] >= 12, "a dozen frames")
-    # Every request reaches the device at least frame_gap after the previous answer left it.
+    # Every request reaches the device at least the silence after the previous answer left it.
     gaps = [
         t - prev_t
         for (prev_kind, prev_t), (kind, t) in itertools.pairwise(sim.frames)
         if prev_kind == "response" and kind == "request"
     ]
     assert len(gaps) >= 10
-    assert min(gaps) >= 0.05, gaps
+    assert min(gaps) >= silence, gaps
 
 
 def test_devices_on_one_serial_port_must_agree_on_its_settings(tmp_path: Path) -> None:
