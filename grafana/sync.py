@@ -96,6 +96,7 @@ class SyncReport:
     updated: int = 0
     unchanged: int = 0
     duplicates_removed: int = 0
+    left_to_events: int = 0
 
     def summary(self, url: str) -> str:
         folder = "created" if self.folder_created else "exists"
@@ -110,7 +111,34 @@ class SyncReport:
             + f", alert annotations: {self.created} created, "
             f"{self.updated} updated, {self.unchanged} unchanged"
             + (f", {self.duplicates_removed} duplicates removed" if self.duplicates_removed else "")
+            + (
+                f", {self.left_to_events} left to the provisioned dashboards' own alert events"
+                if self.left_to_events
+                else ""
+            )
         )
+
+
+def _event_annotations(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dashboard's annotations drawn from the store's alert events (InfluxDB)."""
+    from grafana.dashboards import INFLUX_DS_UID
+
+    listed = dashboard.get("annotations", {}).get("list", [])
+    return [a for a in listed if (a.get("datasource") or {}).get("uid") == INFLUX_DS_UID]
+
+
+def events_off(dashboard: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard as the sync pushes it: its InfluxDB alert-event annotation switched off
+    (still listed, so a viewer can switch it back on), since the sync draws each alert as a
+    region annotation of its own and the two together would show every alert twice."""
+    events = _event_annotations(dashboard)
+    if not events:
+        return dashboard
+    listed = [
+        {**a, "enable": False} if any(a is e for e in events) else a
+        for a in dashboard["annotations"]["list"]
+    ]
+    return {**dashboard, "annotations": {**dashboard["annotations"], "list": listed}}
 
 
 # --- annotations from alerts ---------------------------------------------------------------
@@ -245,7 +273,7 @@ class GrafanaSync:
             try:
                 self._api.dashboard.update_dashboard(
                     {
-                        "dashboard": {**dashboard, "id": None},
+                        "dashboard": {**events_off(dashboard), "id": None},
                         "folderUid": folder_uid,
                         "overwrite": True,
                         "message": SYNC_MESSAGE,
@@ -298,9 +326,17 @@ class GrafanaSync:
         report.folder_uid = self.ensure_folder(report)
         self.push_dashboards(dashboards, report.folder_uid, report)
         now_ns = self._clock.now_ns()
+        # A provisioned dashboard keeps its InfluxDB alert-event annotation switched on, so
+        # an annotation pushed onto it would show every alert twice.
+        drawn_by_events = set(report.provisioned) & {
+            str(d["uid"]) for d in dashboards if _event_annotations(d)
+        }
         # Oldest first: a run cut short leaves the older history complete.
         for alert in sorted(alerts, key=lambda a: (a.fired_at_ns or a.started_at_ns, a.id)):
             target = annotation_target(alert, dashboards)
+            if target.dashboard_uid in drawn_by_events:
+                report.left_to_events += 1
+                continue
             self.push_annotation(_wanted(alert, target, now_ns), alert.id, report)
         return report
 

@@ -32,7 +32,7 @@ from gateway.clock import ManualClock
 from gateway.resources import demo_site_path
 from gateway.site import load_site
 from gateway.statedb import StateDB
-from grafana.sync import generated_dashboards, sync_command
+from grafana.sync import events_off, generated_dashboards, sync_command
 
 TOKEN = "glsa_test_token_5f2c9a7d"  # a service-account token as Grafana issues them
 MS = 1_000_000
@@ -293,7 +293,7 @@ def expected_dashboard_calls() -> list[tuple[str, str, dict[str, Any]]]:
             "POST",
             "/api/dashboards/db",
             {
-                "dashboard": {**dash, "id": None},
+                "dashboard": {**events_off(dash), "id": None},
                 "folderUid": "archwatch",
                 "overwrite": True,
                 "message": "archwatch grafana sync",
@@ -493,17 +493,41 @@ def test_dashboards_provisioned_from_files_are_left_and_alerts_still_drawn(
     grafana: FakeGrafana, token: str, alert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The compose stack loads the same dashboards from grafana/dashboards; Grafana refuses
-    to overwrite those. The sync leaves them and still draws the alerts."""
-    grafana.provisioned = {d[2]["dashboard"]["uid"] for d in expected_dashboard_calls()}
+    to overwrite those. The sync leaves them and still draws the alerts, each once."""
+    grafana.provisioned = {
+        d[2]["dashboard"]["uid"]
+        for d in expected_dashboard_calls()
+        if d[2]["dashboard"]["uid"] != "aw-room-main-r201"
+    }
 
     run_sync(grafana.url, alert_dir, ManualClock(T0))
 
-    assert grafana.dashboards == {}
-    assert len(grafana.annotations) == 3
+    # Only r201's dashboard was pushed, with its InfluxDB alert events switched off...
+    (pushed,) = grafana.dashboards.values()
+    assert pushed["dashboard"]["uid"] == "aw-room-main-r201"
+    events = [a for a in pushed["dashboard"]["annotations"]["list"] if a["name"] == "告警事件"]
+    assert [a["enable"] for a in events] == [False]
+    # ...so r201's alert is drawn by the sync; r101's provisioned dashboard draws its two
+    # alerts from InfluxDB's events itself, and a pushed annotation would show them twice.
+    assert sorted(
+        tag for a in grafana.annotations.values() for tag in a["tags"] if tag.startswith("alert:")
+    ) == ["alert:a2film"]
     n = len(grafana.provisioned)
-    assert f"{n} dashboards ({n} provisioned from files, left as they are)" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert f"{n + 1} dashboards ({n} provisioned from files, left as they are)" in out
+    assert "1 created" in out
+    assert "2 left to the provisioned dashboards' own alert events" in out
+
+
+def test_provisioned_dashboards_keep_their_alert_events_switched_on() -> None:
+    """The files Grafana provisions draw alerts from InfluxDB's events (nothing else draws
+    them there); only the copies the sync pushes switch that annotation off."""
+    folder = Path(__file__).parents[1] / "grafana" / "dashboards"
+    paths = sorted(folder.glob("aw-room-*.json"))
+    assert len(paths) == 2  # the demo's two rooms
+    for path in paths:
+        listed = json.loads(path.read_text())["annotations"]["list"]
+        assert [a["enable"] for a in listed if a["name"] == "告警事件"] == [True], path
 
 
 def test_grafana_under_a_sub_path(token: str, alert_dir: Path) -> None:
