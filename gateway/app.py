@@ -31,6 +31,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.reading import Reading
 from gateway.settings import Settings
+from gateway.single import GatewayLock
 from gateway.site import DevicePlacement, Site
 from gateway.spool import Spool
 from gateway.statedb import StateDB
@@ -109,6 +110,7 @@ class Gateway:
         )
         self.events = EventWriter(self.store, self.metrics)
         self.statedb = StateDB(self.data_dir.state_db_url(settings.state_db_url))
+        self._lock = GatewayLock(self.data_dir.root, self.statedb)
         # The API process serves these metrics from the state database (gateway.heartbeat).
         self.heartbeat = HeartbeatWriter(
             self.statedb,
@@ -156,7 +158,17 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Prepare the state database, then start collecting and forwarding."""
+        """Take the gateway lock, prepare the state database, then start collecting and
+        forwarding. Raises :class:`~gateway.single.GatewayLockError` when another gateway
+        runs on this data directory or state database."""
+        await asyncio.to_thread(self._lock.acquire)
+        try:
+            await self._start()
+        except BaseException:
+            await asyncio.to_thread(self._lock.release)
+            raise
+
+    async def _start(self) -> None:
         self.settings.signing_key()  # generated into the data directory on first start
         await asyncio.to_thread(self.statedb.migrate)
         await asyncio.to_thread(
@@ -236,6 +248,7 @@ class Gateway:
                 target=self.site.id,
             )
         self.statedb.dispose()
+        await asyncio.to_thread(self._lock.release)
 
     def device_statuses(self) -> list[DeviceStatus]:
         return [s for c in self.collectors for s in c.statuses()]

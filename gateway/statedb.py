@@ -156,6 +156,13 @@ class StateDB:
     def __repr__(self) -> str:
         return f"StateDB({self.url!r})"
 
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database's file; None for PostgreSQL or an in-memory database."""
+        name = self._url.database
+        if self.dialect != "sqlite" or not name or name == ":memory:":
+            return None
+        return Path(name)
+
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on normal exit, rolled back on error.
