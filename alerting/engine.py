@@ -187,6 +187,11 @@ class AlertEngine:
         if alerts:
             log.info("alert engine resumed %d alert(s) from the state database", len(alerts))
 
+    def holding(self) -> list[Alert]:
+        """Open alerts whose condition held at their last evaluation (not counting down to
+        resolution); after a restart, those whose evaluators' state must be rebuilt."""
+        return [a for a in self.lifecycle.open_alerts() if a.inactive_since_ns is None]
+
     # --- conditions and time -------------------------------------------------------------
 
     async def process(self, conditions: Iterable[Condition]) -> list[Transition]:

@@ -15,6 +15,9 @@ Rules of the road (each a test in tests/test_lifecycle.py):
 - Resolved is final: a later activation opens a new alert, with a new id.
 - Drill conditions (label ``drill_id``) have their own fingerprints, hence their own alerts,
   flagged ``drill``.
+- "Unknown" is no condition at all: an evaluator that cannot vouch for an inactive verdict
+  (its history could not be rebuilt after a restart) says nothing, and an alert restored by
+  :meth:`Lifecycle.resumed` stays as it is until a verdict comes (alerting.evaluators.base).
 
 Pure and synchronous: the engine persists what :class:`Transition` reports.
 """

@@ -4,6 +4,10 @@ The alert engine subscribes to the pipeline (readings already durable in the spo
 alerting never slows ingest and never sees a reading that could still be lost. Each batch the
 dispatcher hands over is written to the outbox (and who will be told is recorded in the
 notification log) before the delivery worker is woken.
+
+At start-up, before the first live reading, the evaluators' history (rolling windows, door
+states, flat runs...) is rebuilt from the store, so a restart neither resolves an alert whose
+condition still holds nor fires it a second time (alerting.evaluators.base, "Restarts").
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from alerting.delivery import DeliveryWorker
 from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine
 from alerting.escalation import EscalationManager
-from alerting.evaluators import build_evaluators
+from alerting.evaluators import build_evaluators, prime_evaluators
 from alerting.evaluators.base import Evaluator
 from alerting.model import Condition, NotificationBatch
 from alerting.outbox import Outbox
@@ -30,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.reading import Reading
 from gateway.site import Site
 from gateway.statedb import StateDB
+from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -81,8 +86,12 @@ class AlertingService:
         timezone: str,
         dispatch: DispatchConfig | None = None,
         ack_links: AckLinks | None = None,
+        store: Store | None = None,
     ) -> None:
         rules = site_rules(site)
+        # Where start() reads the evaluators' history from; without one they start cold.
+        self.store = store
+        self._primed = False
         self.evaluators: list[Evaluator] = build_evaluators(rules, site) if rules else []
         self.contacts: Contacts | None = (
             load_contacts(site.relative(site.model.contacts)) if site.model.contacts else None
@@ -97,6 +106,8 @@ class AlertingService:
             decorate=ack_links.decorate if ack_links is not None else None,
         )
         sink = _RecordingSink(self.outbox)
+        if dispatch is None and rules is not None:
+            dispatch = rules.timing.dispatch()  # the rules file's timing: section
         self.engine = AlertEngine(db, sink, events, clock, dispatch=dispatch, metrics=metrics)
         sink.engine = self.engine
         self.ack_queue = AckQueue(db, self.engine)
@@ -121,36 +132,49 @@ class AlertingService:
             )
 
     async def start(self) -> None:
+        """Resume the engine's alerts, then prime the evaluators; call before ``tasks``."""
         await self.engine.start()
+        if self._primed:
+            return
+        self._primed = True
+        await prime_evaluators(
+            self.evaluators, self.store, now_ns=self._clock.now_ns(), active=self.engine.holding()
+        )
 
     async def _evaluate(self, conditions: list[Condition]) -> None:
         if conditions:
             await self.engine.process(conditions)
 
+    async def evaluate_reading(self, reading: Reading) -> None:
+        """Run every rule on one validated reading and apply what they say."""
+        conditions: list[Condition] = []
+        for evaluator in self.evaluators:
+            try:
+                conditions.extend(evaluator.on_reading(reading))
+            except Exception:  # one broken rule must not silence the others
+                log.exception("rule evaluator %r failed on a reading", evaluator)
+        await self._evaluate(conditions)
+
+    async def evaluate_tick(self, now_ns: int) -> None:
+        """Run the time-driven rules (offline, held-open door, calibration) at ``now_ns``."""
+        conditions: list[Condition] = []
+        for evaluator in self.evaluators:
+            try:
+                conditions.extend(evaluator.on_tick(now_ns))
+            except Exception:
+                log.exception("rule evaluator %r failed on a tick", evaluator)
+        await self._evaluate(conditions)
+
     async def consume(self, queue: asyncio.Queue[Reading]) -> None:
         """Evaluate every validated reading the pipeline hands over."""
         while True:
-            reading = await queue.get()
-            conditions: list[Condition] = []
-            for evaluator in self.evaluators:
-                try:
-                    conditions.extend(evaluator.on_reading(reading))
-                except Exception:  # one broken rule must not silence the others
-                    log.exception("rule evaluator %r failed on a reading", evaluator)
-            await self._evaluate(conditions)
+            await self.evaluate_reading(await queue.get())
 
     async def tick(self) -> None:
-        """Time-driven rules (offline, held-open door, calibration) once a second."""
+        """Time-driven rules once a second, and acknowledgements queued by the API process."""
         while True:
-            now_ns = self._clock.now_ns()
-            conditions: list[Condition] = []
-            for evaluator in self.evaluators:
-                try:
-                    conditions.extend(evaluator.on_tick(now_ns))
-                except Exception:
-                    log.exception("rule evaluator %r failed on a tick", evaluator)
-            await self._evaluate(conditions)
-            await self.ack_queue.run_once()  # acknowledgements queued by the API process
+            await self.evaluate_tick(self._clock.now_ns())
+            await self.ack_queue.run_once()
             await asyncio.sleep(TICK_S)
 
     def tasks(self, queue: asyncio.Queue[Reading]) -> list[asyncio.Task[None]]:

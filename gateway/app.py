@@ -132,6 +132,9 @@ class Gateway:
                 self.metrics,
                 timezone=site.model.site.timezone,
                 dispatch=dispatch,
+                # Window rules (fluctuation, rate of change, doors...) are primed from what
+                # the store holds, so a restart neither resolves nor re-fires their alerts.
+                store=self.store,
                 ack_links=AckLinks(
                     self.statedb,
                     AckSigner(

@@ -3,11 +3,17 @@
 One alert per room and badge. Rooms not listed in ``authorised_badges`` are not watched by
 this rule. A refused swipe is an event, not a state: the condition clears by itself on the
 first tick at least ``hold`` after that badge's last refused swipe (inclusive).
+
+At start-up the swipes of the last ``hold`` are primed from the store; a restored alert the
+store has no swipe for (unreachable, behind) holds from its last active condition.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from alerting.evaluators.base import BaseEvaluator, ns_of, register_evaluator
+from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import AccessBadgeRule, RuleBase
 from gateway.reading import Reading
@@ -25,6 +31,23 @@ class AccessBadgeEvaluator(BaseEvaluator[AccessBadgeRule]):
         self.refs = {k: r for k, r in self.refs.items() if r.room in self.rule.authorised_badges}
         # (sensor, badge, drill) -> ts of the last refused swipe
         self._refused: dict[tuple[str, int, str], int] = {}
+
+    def history_ns(self) -> dict[str, int]:
+        return {s: ns_of(self.rule_for(ref.room).hold_s) for s, ref in self.refs.items()}
+
+    def behind(self, alert: Alert) -> bool:
+        return False  # restore() covers what the store lacks
+
+    def restore(self, alerts: Sequence[Alert]) -> None:
+        # Without this a restored alert would never see its clearing tick.
+        for alert in alerts:
+            badge, room = alert.labels.get("badge"), alert.labels.get("room")
+            readers = sorted(s for s, ref in self.refs.items() if ref.room == room)
+            if badge is None or not badge.lstrip("-").isdigit() or not readers:
+                continue
+            drill = alert.labels.get("drill_id", "")
+            if not any((s, int(badge), drill) in self._refused for s in readers):
+                self._refused[(readers[0], int(badge), drill)] = alert.last_active_ns
 
     def on_reading(self, reading: Reading) -> list[Condition]:
         if not self.wants(reading):

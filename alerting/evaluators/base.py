@@ -7,17 +7,28 @@ scope, active or not; the lifecycle dedupes and applies ``for``/``keep_firing_fo
 
 Drill readings (``drill_id`` set) are kept apart: every evaluator keys its state by drill
 id too and copies the id into the labels, so a drill never clears or feeds a real alert.
+
+Restarts. State that needs history (rolling windows, when a door opened, a flat run...) is
+rebuilt at start-up before the first live reading: the service fetches from the store what
+``history_ns`` asks for, replays it through ``prime`` (conditions dropped: it all happened
+already) and then calls ``resume`` once with the alerts that were active when the gateway
+stopped. When the store could not give that history (unreachable, or behind: the newest
+readings still in the spool), the evaluator is *cold*: until it has seen enough live data it
+holds back the inactive verdicts it cannot vouch for. Holding back is how an evaluator says
+"unknown": no condition, so the lifecycle keeps a restored alert as it is instead of
+resolving it (and paging again when the next reading fires it anew).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import RuleBase
 from gateway.reading import Reading, SensorKind
@@ -50,6 +61,21 @@ class Evaluator(Protocol):
     def on_reading(self, reading: Reading) -> list[Condition]: ...
 
     def on_tick(self, now_ns: int) -> list[Condition]: ...
+
+    def history_ns(self) -> dict[str, int]:
+        """Per watched sensor, how far back its stored readings must be replayed at start-up
+        (sensors not listed: none)."""
+        ...
+
+    def prime(self, readings: Iterable[Reading]) -> None:
+        """Replay stored readings (one sensor's, in time order) into the state, silently."""
+        ...
+
+    def resume(self, *, now_ns: int, complete: bool, active: Sequence[Alert]) -> bool:
+        """Priming is over: ``complete`` whether the store gave every history asked for,
+        ``active`` the open alerts whose condition held when the gateway stopped. Returns
+        whether the evaluator is warm (False: cold, see the module docstring)."""
+        ...
 
 
 EVALUATORS: dict[str, type[Evaluator]] = {}
@@ -99,6 +125,9 @@ class BaseEvaluator(Generic[R]):
         }
         self._room_rules: dict[str, R] = {}
         self._room_names = {room.id: room.name or room.id for _, room in site.rooms()}
+        # Set by ``resume`` when priming could not rebuild the state: from then on.
+        self.cold_since: int | None = None
+        self._primed_newest: dict[Scope, int] = {}
 
     def wants(self, reading: Reading) -> bool:
         """Whether the reading is from a sensor this rule watches (by id and kind)."""
@@ -163,6 +192,54 @@ class BaseEvaluator(Generic[R]):
     def on_tick(self, now_ns: int) -> list[Condition]:
         return []
 
+    # --- restarts (see the module docstring) --------------------------------------------
+
+    def history_ns(self) -> dict[str, int]:
+        return {}  # by default a kind judges each reading on its own
+
+    def prime(self, readings: Iterable[Reading]) -> None:
+        for reading in readings:
+            if self.wants(reading):
+                self.on_reading(reading)  # only the state counts: it all happened already
+                self._primed_newest[scope_of(reading)] = reading.ts_ns
+
+    def resume(self, *, now_ns: int, complete: bool, active: Sequence[Alert]) -> bool:
+        mine = [a for a in active if a.rule_id == self.rule.id]
+        self.restore(mine)
+        keeps_history = bool(self.history_ns())
+        warm = not keeps_history or (complete and not any(self.behind(a) for a in mine))
+        if not warm:
+            self.chill(now_ns)
+        return warm
+
+    def restore(self, alerts: Sequence[Alert]) -> None:
+        """Take over state only the alerts remember (a latch); by default none."""
+
+    def behind(self, alert: Alert) -> bool:
+        """Whether the primed state misses what made ``alert`` active: the store's newest
+        reading for its scope is older than the alert's last active condition (those
+        readings are still in the spool). Kinds whose conditions come from the clock
+        override this."""
+        history = self.history_ns()
+        drill = alert.labels.get("drill_id", "")
+        sensor = alert.labels.get("sensor")
+        room = alert.labels.get("room")
+        sensors = (
+            [sensor]
+            if sensor is not None
+            else [s for s, ref in self.refs.items() if ref.room == room]
+        )
+        newest = [self._primed_newest.get((s, drill), -1) for s in sensors if history.get(s)]
+        return bool(newest) and max(newest) < alert.last_active_ns
+
+    def chill(self, now_ns: int) -> None:
+        """Priming could not rebuild the state: judge from live data from ``now_ns`` on."""
+        self.cold_since = now_ns
+
+    def cold_for(self, at_ns: int, window_ns: int) -> bool:
+        """Whether, at ``at_ns``, a cold evaluator has seen less than ``window_ns`` live."""
+        return self.cold_since is not None and at_ns - self.cold_since < window_ns
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -185,7 +262,10 @@ class PerReadingEvaluator(BaseEvaluator[R]):
         if not self.wants(reading):
             return []
         ref = self.refs[reading.sensor]
-        verdict = self.judge(reading, ref, self.rule_for(ref.room))
+        rule = self.rule_for(ref.room)
+        verdict = self.judge(reading, ref, rule)
+        if not verdict.active and self.unsure(reading, rule):
+            return []  # unknown (module docstring): a restored alert stays as it is
         return [
             self.condition(
                 self.labels(ref, reading.drill_id),
@@ -199,6 +279,10 @@ class PerReadingEvaluator(BaseEvaluator[R]):
 
     def judge(self, reading: Reading, ref: SensorRef, rule: R) -> Verdict:
         raise NotImplementedError
+
+    def unsure(self, reading: Reading, rule: R) -> bool:
+        """Whether an inactive verdict on ``reading`` cannot be vouched for (cold state)."""
+        return False
 
 
 class RollingMinMax:

@@ -8,12 +8,16 @@ surface that much colder than the air reaches the dew point and water condenses 
 (margin 0 watches the room air itself). The pair is used only when the two readings are at
 most ``max_skew`` apart. Once active, it clears only when T − Td > margin + hysteresis.
 The scope is the room: with several sensors of a kind, the latest reading of any counts.
+After a restart the latch is taken from the alerts active when the gateway stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from alerting.evaluators.base import BaseEvaluator, fmt, ns_of, register_evaluator
 from alerting.formulas import dew_point
+from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import CondensationRule, RuleBase
 from gateway.reading import Reading, SensorKind
@@ -31,6 +35,10 @@ class CondensationEvaluator(BaseEvaluator[CondensationRule]):
         # (room, drill) -> kind -> (ts_ns, value) of the latest reading
         self._latest: dict[tuple[str, str], dict[SensorKind, tuple[int, float]]] = {}
         self._active: dict[tuple[str, str], bool] = {}
+
+    def restore(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            self._active[(alert.labels["room"], alert.labels.get("drill_id", ""))] = True
 
     def on_reading(self, reading: Reading) -> list[Condition]:
         if not self.wants(reading):

@@ -5,6 +5,12 @@ when archwatch starts is not an opening: it is the held-open rule's business). I
 when an ``access`` reading in the same room, with a badge authorised for the room (any
 badge when the rule lists none for it), came at most ``access_window`` before the opening
 (inclusive) and not after it. A forced door stays active until it closes.
+
+Whether a door that is open was forced is known only when its opening was seen: for any
+other open door (open when archwatch started, or restarted) there is no verdict until it
+closes, so a restored forced-door alert stays until the door really closes. At start-up the
+badge reads of the last ``access_window`` are primed from the store, so a door opened just
+after a restart by someone who badged just before it is not taken for forced.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ class DoorForcedEvaluator(BaseEvaluator[DoorForcedRule]):
         self._last_badge: dict[tuple[str, str], int] = {}  # (room, drill) -> ts of valid read
         self._door: dict[tuple[str, str], bool] = {}  # (sensor, drill) -> open
         self._forced: dict[tuple[str, str], bool] = {}
+
+    def history_ns(self) -> dict[str, int]:
+        return {
+            sensor: ns_of(self.rule_for(ref.room).access_window_s)
+            for sensor, ref in self.refs.items()
+            if ref.kind is SensorKind.ACCESS
+        }
 
     def on_reading(self, reading: Reading) -> list[Condition]:
         if not self.wants(reading):
@@ -53,10 +66,10 @@ class DoorForcedEvaluator(BaseEvaluator[DoorForcedRule]):
             forced = badge is None or not (
                 reading.ts_ns - ns_of(rule.access_window_s) <= badge <= reading.ts_ns
             )
-        elif was_open is None:
-            return []  # no opening seen: nothing to judge
+        elif was_open is None or key not in self._forced:
+            return []  # no opening seen: nothing to judge (unknown, not inactive)
         else:
-            forced = self._forced.get(key, False)
+            forced = self._forced[key]
         self._forced[key] = forced
         window = fmt(rule.access_window_s)
         return [

@@ -23,10 +23,14 @@ class FluctuationEvaluator(WindowEvaluator[FluctuationRule]):
 
     rule_type = FluctuationRule
 
+    def window_ns(self, ref: SensorRef) -> int:
+        fluct = self.site.standards.get(ref.storage_class).fluctuation
+        return ns_of((self.rule_for(ref.room).window_hours or fluct.window_hours) * 3600)
+
     def judge(self, reading: Reading, ref: SensorRef, rule: FluctuationRule) -> Verdict:
         fluct = self.site.standards.get(ref.storage_class).fluctuation
         hours = rule.window_hours or fluct.window_hours
-        window = self.window(reading, ns_of(hours * 3600))
+        window = self.window(reading, self.window_ns(ref))
         span = window.max[1] - window.min[1]
         allowed = fluct.allowed_span(ref.kind.value)
         unit = reading.unit

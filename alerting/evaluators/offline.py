@@ -5,11 +5,19 @@ The interval is the device's ``poll_interval`` (Modbus) or ``expected_interval``
 time since the newest reading (its source timestamp) is greater than the limit (exactly the
 limit is not yet offline). A sensor never heard from counts from the first tick. Drill
 readings prove nothing about a real sensor's health and are ignored.
+
+After a restart (``resume``) "counted from the first tick" says nothing: a sensor silent
+since before the restart would look online and its restored alert would resolve. So after a
+restart a sensor not yet heard from gets no inactive verdict (unknown) until its limit has
+passed, when it is offline. The store is not asked: it may lag behind the spool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from alerting.evaluators.base import BaseEvaluator, fmt, ns_of, register_evaluator
+from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import OfflineRule, RuleBase
 from gateway.reading import Reading
@@ -38,6 +46,11 @@ class OfflineEvaluator(BaseEvaluator[OfflineRule]):
                     self._limit_s[spec.id] = n * interval
         self._last: dict[str, int] = {}
         self._started: int | None = None
+        self._resumed = False
+
+    def resume(self, *, now_ns: int, complete: bool, active: Sequence[Alert]) -> bool:
+        self._resumed = True
+        return True
 
     def on_reading(self, reading: Reading) -> list[Condition]:
         if reading.drill_id or not self.wants(reading):
@@ -48,7 +61,10 @@ class OfflineEvaluator(BaseEvaluator[OfflineRule]):
     def on_tick(self, now_ns: int) -> list[Condition]:
         if self._started is None:
             self._started = now_ns
-        return [self._check(sensor, now_ns) for sensor in sorted(self.refs)]
+        out = [self._check(sensor, now_ns) for sensor in sorted(self.refs)]
+        if self._resumed:
+            out = [c for c in out if c.active or c.labels["sensor"] in self._last]
+        return out
 
     def _check(self, sensor: str, now_ns: int) -> Condition:
         ref = self.refs[sensor]

@@ -21,8 +21,11 @@ class RateOfChangeEvaluator(WindowEvaluator[RateOfChangeRule]):
 
     rule_type = RateOfChangeRule
 
+    def window_ns(self, ref: SensorRef) -> int:
+        return ns_of(self.rule_for(ref.room).window_s)
+
     def judge(self, reading: Reading, ref: SensorRef, rule: RateOfChangeRule) -> Verdict:
-        window = self.window(reading, ns_of(rule.window_s))
+        window = self.window(reading, self.window_ns(ref))
         rise = reading.value - window.min[1]
         fall = window.max[1] - reading.value
         up = rule.direction in ("up", "either") and rise >= rule.delta
