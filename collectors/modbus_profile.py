@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.configfile import load_directory
-from gateway.reading import SensorKind
+from gateway.reading import BINARY_KINDS, UNITS, SensorKind
 from gateway.resources import firmware_configs_dir
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -99,6 +99,27 @@ RAW_RANGES: dict[DataType, tuple[int, int]] = {
 }
 
 
+# How datasheets write the one unit archwatch stores for each kind (gateway.reading.UNITS),
+# compared case-insensitively. A point's ``unit`` documents what scale and offset produce; a
+# unit outside its kind's spellings (a °F transmitter, kilolux) means the value would be
+# stored in the wrong unit, so it is refused rather than converted behind the keeper's back.
+_STATE = frozenset({"state", "0/1"})
+UNIT_SPELLINGS: dict[SensorKind, frozenset[str]] = {
+    SensorKind.TEMPERATURE: frozenset({"°c", "℃", "degc", "celsius"}),
+    SensorKind.HUMIDITY: frozenset({"%rh", "% rh", "rh%", "%"}),
+    SensorKind.SMOKE: _STATE,
+    SensorKind.DOOR: _STATE,
+    SensorKind.WATER_LEAK: _STATE,
+    SensorKind.LIGHT: frozenset({"lx", "lux"}),
+    SensorKind.CO2: frozenset({"ppm"}),
+    SensorKind.VOC: frozenset({"ppb"}),
+    SensorKind.PM2_5: frozenset({"µg/m³", "μg/m³", "ug/m3", "µg/m3", "μg/m3"}),
+    SensorKind.BATTERY: frozenset({"%"}),
+    SensorKind.ACCESS: frozenset({"badge"}),
+    SensorKind.UV: frozenset({"µw/cm²", "μw/cm²", "uw/cm2", "µw/cm2", "μw/cm2"}),
+}
+
+
 class Point(BaseModel):
     """One value in a device's register map."""
 
@@ -112,9 +133,28 @@ class Point(BaseModel):
     bit: int | None = Field(default=None, ge=0, le=15, description="bit of a register (bool)")
     scale: float = 1.0
     offset: float = 0.0
+    unit: str | None = Field(
+        default=None, description="unit after scale and offset; must be the kind's own"
+    )
     invert: bool = Field(default=False, description="bool: 0 means active (normally closed)")
     fault_codes: list[int] = Field(default_factory=list, description="raw values meaning fault")
     description: str = ""
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_of_kind(cls, unit: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if unit is None or not isinstance(kind, SensorKind):
+            return unit  # an invalid kind is reported on its own
+        # A kind added later without spellings here accepts exactly its stored unit.
+        spellings = UNIT_SPELLINGS.get(kind, frozenset({UNITS[kind].casefold()}))
+        if unit.strip().casefold() not in spellings:
+            stored = "0/1" if kind in BINARY_KINDS else UNITS[kind]
+            raise ValueError(
+                f"unit '{unit}' contradicts kind {kind}: archwatch stores {kind} in {stored}; "
+                f'convert with scale and offset and write unit: "{stored}"'
+            )
+        return unit
 
     @model_validator(mode="after")
     def _legal(self) -> Point:

@@ -276,6 +276,10 @@ class Gateway:
 
     async def run_forever(self) -> None:
         await self.start()
+        await self.serve()
+
+    async def serve(self) -> None:
+        """Run the started gateway until its tasks end or it is cancelled, then stop it."""
         try:
             await asyncio.gather(*self._tasks)
         finally:

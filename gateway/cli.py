@@ -40,6 +40,16 @@ def _fail(exc: ConfigError) -> NoReturn:
     sys.exit(1)
 
 
+class _StartError(Exception):
+    """A start-up failure shown as one line; URLs in its message lose their passwords."""
+
+    def __init__(self, cause: Exception) -> None:
+        from gateway.logs import redact
+
+        text = " ".join(str(cause).split()) or type(cause).__name__
+        super().__init__(redact(text))
+
+
 data_dir_option = click.option(
     "--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help=DATA_DIR_HELP
 )
@@ -155,8 +165,12 @@ def check_config(files: tuple[Path, ...]) -> None:
 @log_level_option
 def run(site_file: Path, data_dir: Path | None, settings_file: Path | None, log_level: str) -> None:
     """Run the gateway for SITE_FILE until interrupted."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.app import Gateway
+    from gateway.single import GatewayLockError
     from gateway.site import load_site
+    from gateway.statedb import StateDBError
 
     setup_logging(log_level)
     settings = _settings(data_dir, settings_file)
@@ -178,18 +192,43 @@ def run(site_file: Path, data_dir: Path | None, settings_file: Path | None, log_
             load_contacts(site.relative(site.model.contacts))
     except ConfigError as exc:
         _fail(exc)
+    mqtt = next((p.device for p in site.placements() if p.device.protocol == "mqtt"), None)
+    if mqtt is not None and not settings.broker_url:
+        click.echo(
+            f"error: {site_file}: device '{mqtt.id}' uses MQTT but no broker is set: set "
+            "broker_url (ARCHWATCH_BROKER_URL), e.g. mqtt://user:password@host:1883",
+            err=True,
+        )
+        sys.exit(1)
 
     async def _main() -> None:
-        gateway = Gateway(settings, site)
+        try:
+            gateway = Gateway(settings, site)
+        except (ValueError, OSError) as exc:
+            # Whatever the settings checks above cannot see (a data directory that cannot
+            # be created, devices that disagree about their line): one line, not a traceback.
+            raise _StartError(exc) from exc
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await gateway.run_forever()
+            try:
+                await gateway.start()
+            except (GatewayLockError, StateDBError, SQLAlchemyError) as exc:
+                # Another gateway on this data directory or state database, or a state
+                # database that cannot be reached or migrated: one line, password masked.
+                raise _StartError(exc) from exc
+            await gateway.serve()
 
-    asyncio.run(_main())
+    try:
+        asyncio.run(_main())
+    except _StartError as exc:
+        click.echo(f"error: the gateway cannot start: {exc}", err=True)
+        sys.exit(1)
+    except ConfigError as exc:  # e.g. a damaged signing key, read at start
+        _fail(exc)
 
 
 @main.command()
@@ -231,7 +270,8 @@ def demo(
     from gateway.demo import run_demo
 
     setup_logging("WARNING" if log_level.upper() == "INFO" else log_level)
-    settings = _settings(data_dir, settings_file, broker_url=broker_url, demo=True)
+    # The demo may run with placeholder secrets: it never calls settings.check_secrets().
+    settings = _settings(data_dir, settings_file, broker_url=broker_url)
     try:
         summary = asyncio.run(
             run_demo(settings, site_file=site_file, duration=duration, api_port=api_port)
@@ -252,6 +292,8 @@ def probe(site_file: Path, device_id: str) -> None:
     A wrong byte or word order shows here, at installation. Exits 1 if the device cannot
     be reached.
     """
+    import logging
+
     from collectors.modbus import ProbeError, format_probe
     from collectors.modbus import probe as probe_device
     from gateway.site import ModbusDevice, load_site
@@ -267,6 +309,9 @@ def probe(site_file: Path, device_id: str) -> None:
         sys.exit(1)
     dev = placement.device
     click.echo(f"device {dev.id} [{dev.protocol}] unit {dev.unit_id}, profile {dev.profile}")
+    # pymodbus logs its own "Failed to connect ..." at ERROR, printed raw (no handler is set
+    # up here) before the error line below that says the same in archwatch's words.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:
         rows = asyncio.run(probe_device(placement, site.profiles))
     except ProbeError as exc:
@@ -300,16 +345,27 @@ def api(
     """Serve the API and the console: site, rooms, series, alerts, silences, the audit log,
     users, API keys, the acknowledgement page, health and metrics."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from api.main import create_app
+    from gateway.datadir import DataDir
+    from gateway.statedb import StateDB, StateDBError
 
     setup_logging(log_level)
     settings = _settings(data_dir, settings_file, site_file=site_file)
     try:
         settings.check_secrets()
         app = create_app(settings)
+        settings.signing_key()  # read at the first request otherwise: refuse a damaged one now
+        # Migrated here as well as at start-up, so an unreachable state database is one
+        # line rather than uvicorn's traceback (the start-up migration is then a no-op).
+        with StateDB(DataDir(settings.data_dir).ensure().state_db_url(settings.state_db_url)) as db:
+            db.migrate()
     except ConfigError as exc:
         _fail(exc)
+    except (ValueError, OSError, StateDBError, SQLAlchemyError) as exc:
+        click.echo(f"error: the API cannot start: {_StartError(exc)}", err=True)
+        sys.exit(1)
     # log_config=None keeps archwatch's logging; no access log: paths carry ack tokens.
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 

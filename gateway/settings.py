@@ -13,9 +13,9 @@ import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -25,24 +25,60 @@ from pydantic_settings import (
 
 from gateway.configfile import ConfigError, check_timezone, read_yaml, validation_problems
 
+# Secrets nobody should run with: vendor defaults, documentation examples (the README's own
+# ``mqtt://user:pass@...``, InfluxDB's ``my-super-secret-auth-token``) and the names of the
+# things they protect. Compared case-insensitively with the whole secret and, for InfluxDB
+# 1.8's ``user:password`` tokens, with the password half. Real secrets are random, so a short
+# list of words cannot refuse one by accident.
 PLACEHOLDER_SECRETS = frozenset(
     {
         "",
+        "admin",
+        "archwatch",
+        "changeit",
         "changeme",
         "change-me",
         "change_me",
-        "password",
-        "admin",
-        "secret",
-        "token",
+        "default",
+        "demo",
+        "example",
+        "guest",
+        "influx",
+        "influxdb",
+        "mosquitto",
+        "mqtt",
         "my-token",
         "my-super-secret-auth-token",
-        "example",
+        "pass",
+        "passw0rd",
+        "password",
+        "postgres",
+        "root",
+        "secret",
+        "test",
+        "token",
         "xxx",
+        "123456",
+        "12345678",
     }
 )
 SETTINGS_FILE_NAME = "archwatch.yaml"
+URL_SCHEMES = {"broker_url": ("mqtt", "mqtts"), "influx_url": ("http", "https")}
 SIGNING_KEY_FILE = "signing.key"
+# Names that look like settings but are not: refused with the reason instead of ignored, so
+# ``ARCHWATCH_DEMO=true`` cannot quietly switch off the placeholder check in production.
+NOT_SETTINGS = {"demo": "demo is not a setting; run `archwatch demo`"}
+
+
+def is_placeholder(secret: str) -> bool:
+    """True for a secret from ``PLACEHOLDER_SECRETS``, an unexpanded template (``${X}``,
+    ``<password>``) or one character repeated (``xxxxxx``, ``******``)."""
+    value = secret.strip().lower()
+    if value in PLACEHOLDER_SECRETS or len(set(value)) == 1:
+        return True
+    return (value.startswith("${") and value.endswith("}")) or (
+        value.startswith("<") and value.endswith(">")
+    )
 
 
 def redact_url(url: str) -> str:
@@ -87,38 +123,103 @@ class Settings(BaseSettings):
     spool_warn_rows: int = Field(default=1_000_000, ge=1)
     batch_size: int = Field(default=5_000, ge=1, le=100_000)
     dedup_window_hours: float = Field(default=48.0, gt=0)
-    demo: bool = False
+    # No ``demo`` field on purpose: the placeholder exemption is an argument of
+    # check_secrets that only ``archwatch demo``'s code can pass, never a setting.
 
     _tz = field_validator("timezone")(check_timezone)
 
     @field_validator("broker_url", "influx_url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         parts = urlsplit(value)
         if not parts.scheme or not parts.hostname:
             raise ValueError(f"'{redact_url(value)}' is not a URL (scheme://host[:port])")
+        schemes = URL_SCHEMES[info.field_name or ""]
+        if parts.scheme not in schemes:
+            raise ValueError(f"'{redact_url(value)}': the scheme must be {' or '.join(schemes)}")
+        try:
+            parts.port  # noqa: B018  (parsing the port is the check)
+        except ValueError:
+            # Checked here so the gateway refuses it at start, not in its MQTT thread.
+            raise ValueError(
+                f"'{redact_url(value)}': the port must be a number from 1 to 65535"
+            ) from None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        # Links in notifications are this plus "/ack/<token>": anything but a bare
+        # http(s)://host[:port] would give links that lead nowhere (or to a sub-path the
+        # acknowledgement page's origin check does not know).
+        shown = redact_url(value)
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"'{shown}' is not an http(s) URL: write http://host[:port] or https://host[:port]"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"'{shown}': no user or password in public_url (links show it)")
+        try:
+            parts.port  # noqa: B018  (parsing the port is the check)
+        except ValueError:
+            raise ValueError(f"'{shown}': the port must be a number from 1 to 65535") from None
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in value:
+            raise ValueError(
+                f"'{shown}': public_url is scheme://host[:port] only, with no path, query "
+                "or fragment (the acknowledgement pages are served at its root)"
+            )
+        return value.strip()
+
+    @field_validator("state_db_url")
+    @classmethod
+    def _state_db(cls, value: str | None) -> str | None:
+        if value is not None:
+            from gateway.statedb import StateDBError, normalise_url
+
+            try:
+                normalise_url(value)
+            except StateDBError as exc:  # its message never holds the password
+                raise ValueError(str(exc)) from None
         return value
 
     @property
     def database(self) -> str:
         return self.influx_database or self.influx_bucket.split("/")[0]
 
-    def check_secrets(self) -> None:
-        """Refuse placeholder secrets outside the demo (FastAPI template's rule, absorbed)."""
-        if self.demo:
+    def check_secrets(self, *, demo: bool = False) -> None:
+        """Refuse placeholder secrets (FastAPI template's rule, absorbed).
+
+        ``demo=True`` is the only exemption, and only ``archwatch demo``'s code path may pass
+        it: it is deliberately not a setting. No message contains the secret itself.
+        """
+        if demo:
             return
         problems = []
         token = self.influx_token.get_secret_value() if self.influx_token else None
-        if token is not None and token.strip().lower() in PLACEHOLDER_SECRETS:
-            problems.append("ARCHWATCH_INFLUX_TOKEN is a placeholder; set the real token")
+        if token is not None:
+            if is_placeholder(token):
+                problems.append(
+                    "influx_token (ARCHWATCH_INFLUX_TOKEN) is a placeholder; set the real token"
+                )
+            elif ":" in token and is_placeholder(token.partition(":")[2]):
+                # InfluxDB 1.8: 'user:password'; a real user name with a default password
+                # ('admin:admin') is as open as no password at all.
+                problems.append(
+                    "the password in influx_token (ARCHWATCH_INFLUX_TOKEN, 'user:password') "
+                    "is a placeholder; set the real password"
+                )
         for name in ("broker_url", "influx_url", "state_db_url"):
             url = getattr(self, name)
             if url:
                 pw = urlsplit(url).password
-                if pw is not None and pw.strip().lower() in PLACEHOLDER_SECRETS:
-                    problems.append(f"the password in ARCHWATCH_{name.upper()} is a placeholder")
+                if pw is not None and is_placeholder(unquote(pw)):
+                    problems.append(
+                        f"the password in {name} (ARCHWATCH_{name.upper()}) is a placeholder; "
+                        "set the real password"
+                    )
         if problems:
             raise ConfigError("settings", problems)
 
@@ -138,7 +239,20 @@ class Settings(BaseSettings):
                     os.link(tmp, path)
             finally:
                 os.unlink(tmp)
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+        try:
+            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            key = b""
+        if len(key) < 16:
+            # A damaged key must not become a traceback (or a weak key): say which file.
+            raise ConfigError(
+                path,
+                [
+                    f"{path}: not a signing key (64 hex digits); restore it from a backup, or "
+                    "delete it to generate a new one (links already sent stop working)"
+                ],
+            )
+        return key
 
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
@@ -147,10 +261,24 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     ``overrides`` are command-line values; ``None`` means "not given".
     """
     given = {k: v for k, v in overrides.items() if v is not None}
-    env_only = Settings.model_validate({}) if not given else None
-    data_dir = Path(
-        given.get("data_dir") or (env_only.data_dir if env_only else Settings().data_dir)
-    )
+    # pydantic-settings ignores ARCHWATCH_* variables that are no field; these few are
+    # refused by name (environment names are matched case-insensitively, as the fields are).
+    refused = [f"{k}: {NOT_SETTINGS[k]}" for k in given if k in NOT_SETTINGS]
+    for var in os.environ:
+        name = var.lower()
+        if name.startswith("archwatch_") and name.removeprefix("archwatch_") in NOT_SETTINGS:
+            refused.append(f"{var}: {NOT_SETTINGS[name.removeprefix('archwatch_')]}")
+    if refused:
+        raise ConfigError("settings", refused)
+    try:
+        env_only = Settings.model_validate({}) if not given else None
+        data_dir = Path(
+            given.get("data_dir") or (env_only.data_dir if env_only else Settings().data_dir)
+        )
+    except ValidationError as exc:
+        # A bad ARCHWATCH_* variable: one line each, and not chained (pydantic's own text
+        # repeats the input, a password included).
+        raise ConfigError("settings", validation_problems("settings", exc, {})) from None
     path = settings_file or (data_dir / SETTINGS_FILE_NAME)
     file_values: dict[str, Any] = {}
     if settings_file is not None or path.is_file():
@@ -158,10 +286,17 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
         if data is not None and not isinstance(data, dict):
             raise ConfigError(path, [f"{path}: must be a mapping of setting: value"])
         file_values = data or {}
+        refused = [
+            f"{path}:{lines.get((str(key),), 1)}: {key}: {NOT_SETTINGS[str(key)]}"
+            for key in file_values
+            if str(key) in NOT_SETTINGS
+        ]
+        if refused:
+            raise ConfigError(path, refused)
         try:
             Settings.model_validate(file_values)
         except ValidationError as exc:
-            raise ConfigError(path, validation_problems(path, exc, lines)) from exc
+            raise ConfigError(path, validation_problems(path, exc, lines)) from None
 
     class _WithFile(Settings):
         @classmethod
@@ -179,5 +314,5 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     try:
         merged = _WithFile(**given)
     except ValidationError as exc:
-        raise ConfigError("settings", validation_problems("settings", exc, {})) from exc
+        raise ConfigError("settings", validation_problems("settings", exc, {})) from None
     return Settings.model_validate(merged.model_dump())

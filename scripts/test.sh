@@ -31,7 +31,15 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/archwatch/influxd-1.8.10"
 if [ ! -x "$CACHE/bin/influxd" ]; then
   echo "== building InfluxDB OSS 1.8.10 (once; cached in $CACHE)"
   mkdir -p "$CACHE"
-  (cd /tmp && GOBIN="$CACHE/bin" GOFLAGS=-mod=mod go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)
+  build_influxd() {
+    (cd /tmp && GOBIN="$CACHE/bin" GOFLAGS=-mod=mod go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)
+  }
+  if ! build_influxd; then
+    # A newer Go may fail on a 2020-era dependency: retry once with an older toolchain,
+    # which the go command fetches from the module proxy.
+    echo "== go install failed; retrying once with GOTOOLCHAIN=go1.21.13"
+    GOTOOLCHAIN=go1.21.13 build_influxd
+  fi
 fi
 export ARCHWATCH_INFLUXD="$CACHE/bin/influxd"
 

@@ -15,6 +15,7 @@ import yaml
 from collectors.modbus_plan import plan_reads
 from collectors.modbus_profile import DeviceProfile, ProfileLibrary
 from gateway.configfile import ConfigError, load_model
+from gateway.reading import UNITS, SensorKind
 from gateway.resources import firmware_configs_dir
 
 SHIPPED = sorted(firmware_configs_dir().glob("*.yaml"))
@@ -156,6 +157,45 @@ ILLEGAL: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         ["max_registers_per_read", "less than or equal to 125"],
     ),
     (
+        "°F on a temperature point",
+        {"data_type": "int16", "byte_order": "AB", "scale": 0.1, "unit": "°F"},
+        {},
+        [
+            "points.p.unit",
+            "unit '°F' contradicts kind temperature: archwatch stores temperature in °C",
+        ],
+    ),
+    (
+        "kelvin on a temperature point",
+        {"data_type": "float32", "byte_order": "ABCD", "unit": "K"},
+        {},
+        ["points.p.unit", "archwatch stores temperature in °C"],
+    ),
+    (
+        "%RH on a temperature point",
+        {"data_type": "int16", "byte_order": "AB", "unit": "%RH"},
+        {},
+        ["points.p.unit", "archwatch stores temperature in °C"],
+    ),
+    (
+        "kilolux on a light point",
+        {"data_type": "uint32", "byte_order": "ABCD", "kind": "light", "unit": "klx"},
+        {},
+        ["points.p.unit", "archwatch stores light in lx"],
+    ),
+    (
+        "mg/m³ on a pm2.5 point",
+        {"data_type": "uint16", "byte_order": "AB", "kind": "pm2_5", "unit": "mg/m³"},
+        {},
+        ["points.p.unit", "archwatch stores pm2_5 in µg/m³"],
+    ),
+    (
+        "°C on a door",
+        {"data_type": "bool", "register_type": "discrete", "kind": "door", "unit": "°C"},
+        {},
+        ["points.p.unit", "archwatch stores door in 0/1"],
+    ),
+    (
         "id not an ASCII slug",
         {"data_type": "int16", "byte_order": "AB"},
         {"id": "温湿度"},
@@ -244,3 +284,43 @@ def test_a_site_profile_folder_is_checked_too(tmp_path: Path) -> None:
     # every problem is listed in one go, each with its file
     assert "misnamed.yaml: id 'other' must match the file name" in text
     assert "broken.yaml:" in text and "byte_order is required for float32" in text
+
+
+# (kind, data type, unit): spellings of the unit archwatch stores, as datasheets write them.
+LEGAL_UNITS: list[tuple[str, str, str]] = [
+    ("temperature", "int16", "°C"),
+    ("temperature", "int16", "℃"),
+    ("temperature", "float32", "degC"),
+    ("humidity", "uint16", "%RH"),
+    ("humidity", "uint16", "%"),
+    ("light", "uint32", "lux"),
+    ("co2", "uint16", "ppm"),
+    ("voc", "uint16", "PPB"),
+    ("pm2_5", "uint16", "ug/m3"),
+    ("battery", "uint16", "%"),
+    ("water_leak", "uint16", "0/1"),
+]
+
+
+@pytest.mark.parametrize(("kind", "data_type", "unit"), LEGAL_UNITS)
+def test_the_kinds_own_unit_is_accepted(
+    tmp_path: Path, kind: str, data_type: str, unit: str
+) -> None:
+    order = "ABCD" if data_type in ("uint32", "float32") else "AB"
+    doc = _profile({"kind": kind, "data_type": data_type, "byte_order": order, "unit": unit})
+    profile = load_model(_write(tmp_path, doc), DeviceProfile)
+    assert profile.points["p"].unit == unit
+
+
+def test_a_unit_is_optional(tmp_path: Path) -> None:
+    doc = _profile({"data_type": "int16", "byte_order": "AB"})
+    assert load_model(_write(tmp_path, doc), DeviceProfile).points["p"].unit is None
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_climate_points_declare_the_unit_archwatch_stores(path: Path) -> None:
+    """A keeper copying a shipped profile for a new model sees which unit to produce."""
+    profile = load_model(path, DeviceProfile)
+    for name, point in profile.points.items():
+        if point.kind in (SensorKind.TEMPERATURE, SensorKind.HUMIDITY, SensorKind.LIGHT):
+            assert point.unit == UNITS[point.kind], f"{path.name}: {name}"
