@@ -17,6 +17,7 @@ class SensorKind(StrEnum):
     DOOR = "door"
     WATER_LEAK = "water_leak"
     LIGHT = "light"
+    UV = "uv"  # ultraviolet irradiance, beside the illuminance of a light/UV transmitter
     CO2 = "co2"
     VOC = "voc"
     PM2_5 = "pm2_5"
@@ -31,6 +32,9 @@ UNITS: dict[SensorKind, str] = {
     SensorKind.DOOR: "state",  # 1 = open
     SensorKind.WATER_LEAK: "state",  # 1 = water detected
     SensorKind.LIGHT: "lx",
+    # Irradiance, not the UV index (a sunburn scale): archives limit the UV share of light,
+    # commonly quoted as at most 75 µW per lumen, which is uv × 10^4 / light (lx = lm/m²).
+    SensorKind.UV: "µW/cm²",
     SensorKind.CO2: "ppm",
     SensorKind.VOC: "ppb",
     SensorKind.PM2_5: "µg/m³",

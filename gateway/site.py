@@ -8,10 +8,11 @@ its file and line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -24,7 +25,7 @@ from pydantic import (
 )
 
 from collectors.modbus_profile import ProfileLibrary
-from collectors.payloads import check_sensor, sensor_selector
+from collectors.payloads import check_sensor, format_for, sensor_selector
 from gateway.configfile import (
     ConfigError,
     check_timezone,
@@ -38,6 +39,42 @@ from gateway.standards import ID_PATTERN, StandardsLibrary
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 OUTDOOR_ROOM = "outdoor"
 OUTDOOR_CLASS = "outdoor"
+
+# The broker's per-device ACL (deploy/mosquitto/acl): a device logs in with its id as user
+# name and may publish on these topics, ``%u`` standing for that name (tests/test_compose.py
+# checks that this is the ACL's list). ``%u/#`` is ESPHome's layout, so a device named like
+# a topic root other devices publish under could publish as them.
+DEVICE_ACL_WRITE_PATTERNS: tuple[str, ...] = (
+    "archwatch/+/+/+/%u/#",
+    "tele/%u/#",
+    "stat/%u/#",
+    "shellies/%u/#",
+    "%u/#",
+)
+# Topic roots other clients publish under whatever the site file says (the payload families'
+# fixed prefixes and the discovery trees beside them): no device may be named like one. The
+# roots of the site's own topics are added at load (``_forgery_problems``).
+RESERVED_TOPIC_ROOTS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "archwatch": "archwatch's own layout archwatch/<site>/<building>/<room>/<device>",
+        "tele": "Tasmota telemetry, tele/<device>/...",
+        "stat": "Tasmota status, stat/<device>/...",
+        "cmnd": "Tasmota commands, cmnd/<device>/...",
+        "tasmota": "Tasmota discovery, tasmota/discovery/...",
+        "shellies": "Shelly gen1, shellies/<device>/...",
+        "zigbee2mqtt": "the Zigbee2MQTT bridge, zigbee2mqtt/<device>",
+        "esphome": "ESPHome discovery, esphome/discover/...",
+        "homeassistant": "Home Assistant discovery, homeassistant/...",
+    }
+)
+# Broker logins of other clients (the ACL's ``user`` sections): deploy/mosquitto/prepare.sh
+# keeps one password per name, so a device of that name would replace theirs.
+RESERVED_LOGINS: MappingProxyType[str, str] = MappingProxyType(
+    {"archwatch-gateway": "the gateway", "zigbee2mqtt": "the Zigbee2MQTT bridge"}
+)
+# What prepare.sh refuses as a device login too (tests/test_compose.py keeps them equal).
+RESERVED_DEVICE_IDS = frozenset(RESERVED_TOPIC_ROOTS) | frozenset(RESERVED_LOGINS)
+_FORGE = "with the broker's per-device ACL it could forge their readings"
 
 
 class _Strict(BaseModel):
@@ -404,6 +441,7 @@ def _cross_check(
     seen_sensors: dict[str, tuple[int | str, ...]] = {}
     seen_topics: dict[tuple[str, str | None], str] = {}
     serial_lines: dict[str, ModbusRtuDevice] = {}  # one port, one baud rate and framing
+    placed: list[tuple[ModbusDevice | MqttDevice, tuple[int | str, ...]]] = []
     for bi, b in enumerate(model.buildings):
         if sum(1 for x in model.buildings if x.id == b.id) > 1:
             problems.append((("buildings", bi, "id"), f"duplicate building id '{b.id}'"))
@@ -429,6 +467,7 @@ def _cross_check(
                 if d.id in seen_devices:
                     problems.append(((*loc_d, "id"), f"duplicate device id '{d.id}'"))
                 seen_devices[d.id] = loc_d
+                placed.append((d, loc_d))
                 if isinstance(d, ModbusRtuDevice):
                     first = serial_lines.setdefault(d.port, d)
                     if first.line != d.line:
@@ -481,6 +520,94 @@ def _cross_check(
                                 )
                             )
                         seen_topics[key] = s.id
+    problems.extend(_forgery_problems(placed))
+    return problems
+
+
+def acl_writers(topic: str) -> dict[str, str]:
+    """The device logins the per-device ACL lets publish on ``topic``, each with the pattern
+    that lets it (``tele/x/SENSOR`` -> ``{'x': 'tele/%u/#', 'tele': '%u/#'}``)."""
+    levels = topic.split("/")
+    writers: dict[str, str] = {}
+    for pattern in DEVICE_ACL_WRITE_PATTERNS:
+        user: str | None = None
+        for i, step in enumerate(pattern.split("/")):
+            if step == "#":  # the rest, and also the level above it (MQTT's rule)
+                break
+            if i >= len(levels):
+                user = None
+                break
+            if step == "%u":
+                user = levels[i]
+            elif step not in ("+", levels[i]):
+                user = None
+                break
+        else:
+            if len(pattern.split("/")) != len(levels):
+                user = None
+        if user:
+            writers.setdefault(user, pattern)
+    return writers
+
+
+def device_topics(device: MqttDevice) -> set[str]:
+    """Every topic the gateway reads for ``device``: its sensors' topics as its payload family
+    lays them out, and the family's availability topic."""
+    topics: set[str] = set()
+    for s in device.sensors:
+        assert s.kind is not None  # checked by the model's validator
+        fmt = format_for(s.json_path, device.format)
+        topics.update(fmt.topics(device.sensor_topic(s), s.topic is not None, s.kind))
+    if device.format and device.topic:
+        status = format_for(None, device.format).availability_topic(device.topic)
+        if status:
+            topics.add(status)
+    return topics
+
+
+def _forgery_problems(
+    placed: Sequence[tuple[ModbusDevice | MqttDevice, tuple[int | str, ...]]],
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """Device ids that, as broker logins, the ACL would let publish as someone else.
+
+    A device logs in with its id and the ACL lets it write ``%u/#`` and the other patterns of
+    ``DEVICE_ACL_WRITE_PATTERNS``; so an id that is a topic root of other clients, a login of
+    another client, or that sits where ``%u`` stands in another device's topic could publish
+    that device's readings, and the gateway cannot tell (MQTT does not say who published).
+    Refused for every device, Modbus ones too: broker logins are made from device ids, and a
+    device may move to MQTT without anyone re-reading the ACL.
+    """
+    others: dict[str, list[tuple[str, str, str]]] = {}  # login -> (device, topic, pattern)
+    for d, _ in placed:
+        if isinstance(d, MqttDevice):
+            for topic in sorted(device_topics(d)):
+                for user, pattern in acl_writers(topic).items():
+                    if user != d.id:
+                        others.setdefault(user, []).append((d.id, topic, pattern))
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    for d, loc in placed:
+        name = f"device id '{d.id}'"
+        if d.id in RESERVED_TOPIC_ROOTS:
+            why = f"{name} is a topic root other devices publish under"
+            msg = f"{why} ({RESERVED_TOPIC_ROOTS[d.id]}); {_FORGE}"
+        elif d.id in RESERVED_LOGINS:
+            msg = (
+                f"{name} is the broker login of {RESERVED_LOGINS[d.id]}; a device password "
+                "under that name would replace theirs (the broker keeps one per name)"
+            )
+        elif d.id in others:
+            victim, topic, pattern = others[d.id][0]
+            if pattern == "%u/#":
+                why = f"{name} is a topic root other devices publish under"
+                msg = f"{why} (device '{victim}' on '{topic}'); {_FORGE}"
+            else:
+                msg = (
+                    f"{name} is the publisher's name in topic '{topic}' of device '{victim}' "
+                    f"under the ACL's '{pattern}'; {_FORGE}"
+                )
+        else:
+            continue
+        problems.append(((*loc, "id"), msg))
     return problems
 
 

@@ -38,6 +38,8 @@ class RejectReason(StrEnum):
 #   probes (SHT3x/SHT4x-based) and of the electronics reporting it;
 # - humidity 0..100 %RH: by definition;
 # - light 0..200000 lx: direct sunlight is about 100000 lx, with headroom for lux meters;
+# - uv 0..20000 µW/cm² (20 mW/cm²): noon sun in the tropics gives about 6 mW/cm² of UV-A
+#   and UV-B; the RS-485 UV transmitters in use have a full scale of 15 or 20 mW/cm²;
 # - co2 0..10000 ppm: the full scale of the NDIR sensors in use (1 % by volume);
 # - voc 0..60000 ppb: the full scale of the MOX/PID VOC sensors in use;
 # - pm2_5 0..1000 µg/m³: the full scale of laser particle counters (PMS5003, SPS30);
@@ -48,6 +50,7 @@ PHYSICAL_RANGES: MappingProxyType[SensorKind, tuple[float, float]] = MappingProx
         SensorKind.TEMPERATURE: (-40.0, 85.0),
         SensorKind.HUMIDITY: (0.0, 100.0),
         SensorKind.LIGHT: (0.0, 200_000.0),
+        SensorKind.UV: (0.0, 20_000.0),
         SensorKind.CO2: (0.0, 10_000.0),
         SensorKind.VOC: (0.0, 60_000.0),
         SensorKind.PM2_5: (0.0, 1_000.0),

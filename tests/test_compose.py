@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from gateway.cli import main as cli
 from gateway.configfile import ConfigError
 from gateway.settings import Settings
-from gateway.site import MqttDevice, load_site
+from gateway.site import DEVICE_ACL_WRITE_PATTERNS, RESERVED_DEVICE_IDS, MqttDevice, load_site
 from tests.servers import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -337,3 +337,103 @@ def test_the_api_service_serves_the_site_from_the_gateways_data_volume() -> None
     assert result.exit_code == 0 and "--site" in result.output
     assert command[command.index("--site") + 1].startswith("/config/")
     assert _mounts(api) == _mounts(gateway)
+
+
+# -- device logins the per-device ACL would let publish as someone else ------------------------
+
+
+def _prepare(
+    tmp_path: Path, devices: str, *, certs: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run prepare.sh as the container would (``true`` in place of Mosquitto)."""
+    certs_dir = tmp_path / "certs"
+    if certs:  # prepare.sh only copies them: any content will do
+        certs_dir.mkdir()
+        for name in ("ca.crt", "server.crt", "server.key"):
+            (certs_dir / name).write_text("test\n", encoding="utf-8")
+    return subprocess.run(
+        ["sh", str(DEPLOY / "mosquitto" / "prepare.sh"), "true"],
+        env={
+            **os.environ,
+            "MOSQUITTO_RUN_DIR": str(tmp_path / "run"),
+            "MOSQUITTO_ACL_SOURCE": str(DEPLOY / "mosquitto" / "acl"),
+            "MOSQUITTO_CERTS_SOURCE": str(certs_dir),
+            "MQTT_GATEWAY_PASSWORD": "0123456789abcdef",
+            "MQTT_DEVICE_CREDENTIALS": devices,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _prepare_reserved_ids() -> set[str]:
+    text = (DEPLOY / "mosquitto" / "prepare.sh").read_text(encoding="utf-8")
+    m = re.search(r'^reserved_ids="([^"]*)"$', text, flags=re.MULTILINE)
+    assert m, "prepare.sh no longer lists reserved_ids"
+    return set(m.group(1).split())
+
+
+def test_the_site_model_knows_the_acls_device_patterns() -> None:
+    assert list(DEVICE_ACL_WRITE_PATTERNS) == _acl_write_patterns()
+
+
+def test_every_root_and_login_the_acl_names_is_reserved_for_device_ids() -> None:
+    """The ACL's fixed topic roots (``tele`` in ``tele/%u/#``) and its ``user`` logins are
+    names other clients publish under; the site model and prepare.sh refuse them alike."""
+    named: set[str] = set()
+    for line in (DEPLOY / "mosquitto" / "acl").read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "user":
+            named.add(words[1])
+        elif len(words) == 3 and words[0] in ("pattern", "topic"):
+            root = words[2].split("/")[0]
+            if root not in ("%u", "+", "#"):
+                named.add(root)
+    assert named >= {"archwatch", "tele", "stat", "cmnd", "shellies", "zigbee2mqtt"}
+    assert named <= RESERVED_DEVICE_IDS
+    assert _prepare_reserved_ids() == set(RESERVED_DEVICE_IDS)
+
+
+@pytest.mark.parametrize(
+    ("devices", "refused", "why"),
+    [
+        *[
+            pytest.param(
+                f"dev-b:0123456789abcdef {name}:fedcba9876543210", name, "is reserved", id=name
+            )
+            for name in sorted(RESERVED_DEVICE_IDS)
+        ],
+        pytest.param("$SYS:fedcba9876543210", "$SYS", "is not a site device id", id="$SYS"),
+        pytest.param("a/b:fedcba9876543210", "a/b", "is not a site device id", id="slash"),
+        pytest.param("dev+:fedcba9876543210", "dev+", "is not a site device id", id="plus"),
+        pytest.param("Dev-B:fedcba9876543210", "Dev-B", "is not a site device id", id="upper"),
+        pytest.param("*:fedcba9876543210", "*", "is not a site device id", id="glob"),
+        pytest.param(f"{'d' * 65}:fedcba9876543210", "d" * 65, "is longer than 64", id="long"),
+        pytest.param(
+            "dev-b:0123456789abcdef dev-b:fedcba9876543210", "dev-b", "is listed twice", id="twice"
+        ),
+    ],
+)
+def test_the_broker_refuses_device_logins_that_could_forge_readings(
+    tmp_path: Path, devices: str, refused: str, why: str
+) -> None:
+    r = _prepare(tmp_path, devices, certs=True)
+    assert r.returncode != 0
+    assert f"prepare.sh: MQTT device id '{refused}' {why}" in r.stderr
+    assert "fedcba9876543210" not in r.stderr  # the password is not echoed
+    # Refused before any file was written: no password file for Mosquitto to start with.
+    assert not (tmp_path / "run" / "passwd").exists()
+
+
+def test_the_broker_accepts_every_site_device_id(tmp_path: Path) -> None:
+    """The positive control: ids like the examples' (ESPHome nodes, Tasmota plugs, ids that
+    merely start like a root) get their logins."""
+    ids = ["esp32-e103", "tasmota-e102", "tele-1", "stat2", "a.b_c-9", "d" * 64]
+    r = _prepare(tmp_path, " ".join(f"{d}:0123456789abcdef" for d in ids), certs=True)
+    assert r.returncode == 0, r.stderr
+    logins = [
+        line.split(":", 1)[0]
+        for line in (tmp_path / "run" / "passwd").read_text(encoding="utf-8").splitlines()
+    ]
+    assert logins == ["archwatch-gateway", *ids]

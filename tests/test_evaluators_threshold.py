@@ -47,3 +47,15 @@ def test_summary_names_the_limit() -> None:
     (cond,) = feed(evaluator("threshold", **BOTH), [(0, "r1-t", 31.25)])
     assert cond.summary == "101 纸质档案库 101 温度 温度 31.2 °C，高于 30 °C"
     assert cond.limit == "不低于 5 °C，不高于 30 °C"
+
+
+def test_every_sensor_kind_has_a_chinese_name_for_messages_and_the_console() -> None:
+    """A kind added to the Reading type without its name would crash rule evaluation
+    (messages look the kind up) the first time a rule sees such a sensor."""
+    from alerting.evaluators.base import KIND_ZH
+    from api.routes.console import SENSOR_KIND_TEXT
+    from gateway.reading import SensorKind
+
+    assert set(KIND_ZH) == set(SensorKind)
+    assert set(SENSOR_KIND_TEXT) == {k.value for k in SensorKind}
+    assert {KIND_ZH[k] for k in SensorKind} == {SENSOR_KIND_TEXT[k.value] for k in SensorKind}

@@ -44,6 +44,7 @@ from tests.modbus_helpers import (
     unit_context,
     wait_until,
 )
+from tests.servers import free_port
 
 BAUD = 19200
 
@@ -556,6 +557,7 @@ async def test_probe_flags_a_fault_code(tmp_path: Path, pty_pair: tuple[str, str
     [
         ("silent unit", "device th cannot be reached: unit 9 does not answer"),
         ("missing port", "device th cannot be reached: cannot connect to"),
+        ("refused serial server", "device th cannot be reached: cannot connect to 127.0.0.1:"),
         ("unknown device", "no device 'nope'"),
     ],
 )
@@ -564,7 +566,10 @@ async def test_probe_exits_1_when_the_device_cannot_be_reached(
 ) -> None:
     gw, dev = pty_pair
     port = str(tmp_path / "no-such-tty") if where == "missing port" else gw
-    site = _probe_site(tmp_path, [rtu("th", port, 9, timeout=0.2)])
+    entry = rtu("th", port, 9, timeout=0.2)
+    if where == "refused serial server":
+        entry = rtu_tcp("th", free_port(), 9, timeout=0.2)  # nothing listens there
+    site = _probe_site(tmp_path, [entry])
     async with RtuSim({1: unit_context()}, serial_port=dev):
         code, out, err = await _archwatch(
             "probe", str(site), "nope" if where == "unknown device" else "th"
@@ -572,6 +577,8 @@ async def test_probe_exits_1_when_the_device_cannot_be_reached(
     assert code == 1, (out, err)
     assert expected in err
     assert "point" not in out, "no table for a device that was not read"
+    # Only archwatch's own error line: not pymodbus's raw "Failed to connect [Errno ...]".
+    assert [line for line in err.splitlines() if not line.startswith("error: ")] == []
 
 
 def test_site_file_parses_rtu_entries(tmp_path: Path) -> None:

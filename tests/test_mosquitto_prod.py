@@ -24,6 +24,7 @@ from gateway.settings import Settings
 from gateway.store.base import ReadingFilter
 from tests.e2e import wait_for, write_site
 from tests.fixtures_mosquitto import GATEWAY_USER, SecureMosquitto
+from tests.servers import ServerStartError
 
 TIMEOUT = 30.0
 
@@ -233,3 +234,15 @@ async def _connected(gateway: Gateway) -> bool:
 
 async def _count_at_least(gateway: Gateway, window: tuple[int, int], n: int) -> bool:
     return await gateway.store.count(ReadingFilter(device="mq-0"), *window) >= n
+
+
+@pytest.mark.parametrize("login", ["tele", "stat", "shellies", "archwatch", GATEWAY_USER])
+def test_a_device_login_that_could_forge_other_devices_cannot_be_provisioned(
+    tmp_path: Path, login: str
+) -> None:
+    """The audit's case: a device logging in as 'tele' could publish tele/dev-b/SENSOR under
+    the ACL's '%u/#' (and one logging in as the gateway would replace its password). The
+    production entry point refuses to make such a login, so Mosquitto never starts with one."""
+    with pytest.raises(ServerStartError, match=f"MQTT device id '{login}' is reserved"):
+        SecureMosquitto(tmp_path / "broker", devices=("dev-b", login))
+    assert not (tmp_path / "broker" / "run" / "passwd").exists()

@@ -50,6 +50,7 @@ KIND_ZH: dict[SensorKind, str] = {
     SensorKind.PM2_5: "PM2.5",
     SensorKind.BATTERY: "电量",
     SensorKind.ACCESS: "门禁",
+    SensorKind.UV: "紫外线",
 }
 
 

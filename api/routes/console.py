@@ -388,6 +388,7 @@ SENSOR_KIND_TEXT = {
     "pm2_5": "PM2.5",
     "battery": "电量",
     "access": "门禁",
+    "uv": "紫外线",
 }
 
 
