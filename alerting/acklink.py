@@ -8,10 +8,18 @@ The token is URL-safe: ``base64url(payload) "." base64url(mac)``, where the payl
 link works once, in every process, after restarts) and queues an ``ack_requests`` row in the
 same transaction, which the gateway's alert engine applies (:mod:`alerting.ackqueue`).
 
-SMS recipients get a six-digit code per alert instead (:meth:`AckLinks.issue_code`), stored
-as an HMAC under the same key, expiring like the link. Wrong codes are counted per contact in
-the audit log: after :data:`MAX_CODE_FAILURES` in :data:`CODE_FAILURE_WINDOW_S` further codes
-for that contact are refused until the window passes.
+SMS recipients get a short code per alert instead (:meth:`AckLinks.issue_code`): six
+characters of Crockford's base32 (digits and capitals without I, L, O, U; typed in any case,
+``O`` read as ``0`` and ``I``/``L`` as ``1``), about 10⁹ possibilities, short enough for
+Tencent's six-character template variables. The code alone is enough: it is unique among all
+live codes (every alert, every contact) and names both the alert and the person it was sent
+to, so the SMS need not tell anyone a contact id. It is stored only as an HMAC under the same
+key and expires like the link. Wrong codes are counted in the audit log
+(``ack_code.refused``) over :data:`CODE_FAILURE_WINDOW_S`: :data:`MAX_CODE_FAILURES` per
+contact (when the form names one) or per client address, and :data:`MAX_CODE_FAILURES_TOTAL`
+in all, past which code entry is closed for everyone until the window passes (links and the
+console still work): so even many addresses guessing together try at most a few hundred of
+the 10⁹ codes an hour.
 
 Blocking (database); async callers use ``asyncio.to_thread``.
 """
@@ -31,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,14 +61,21 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 24 * 3600
 PAGE_NONCE_TTL_S = 2 * 3600
 MAX_TOKEN_CHARS = 400
-CODE_DIGITS = 6
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
+CODE_CHARS = 6
+CODE_DIGITS = CODE_CHARS  # the old name (codes were six digits before)
 MAX_CODE_FAILURES = 5
+MAX_CODE_FAILURES_TOTAL = 50
 CODE_FAILURE_WINDOW_S = 15 * 60
+CODE_PATH = "/ack/code"
+_CODE_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_CODE_REFUSED = "ack_code.refused"
 # Links and codes go out for these message kinds; the others need no action.
 ACTIONABLE_KINDS = ("firing", "repeat", "escalation")
 _LINK_DOMAIN = b"archwatch-ack-link-v1\x00"
 _PAGE_DOMAIN = b"archwatch-ack-page-v1\x00"
-_CODE_DOMAIN = b"archwatch-ack-code-v1\x00"
+_CODE_DOMAIN = b"archwatch-ack-code-v1\x00"  # six digits, hashed with the contact id
+_CODE_DOMAIN_V2 = b"archwatch-ack-code-v2\x00"  # base32, hashed alone: looked up alone
 _MAC_BYTES = 16  # 128 bits: ample for a MAC that expires, and it keeps links short
 _S = 1_000_000_000
 _ID = re.compile(ID_PATTERN)
@@ -220,13 +235,31 @@ class AckSigner:
         return hmac.compare_digest(given, want) and 0 <= age_s <= PAGE_NONCE_TTL_S
 
     def code_hash(self, contact_id: str, code: str) -> str:
-        """The stored form of ``code`` (keyed: six digits are trivially brute-forced)."""
+        """The stored form of an old six-digit ``code`` of ``contact_id`` (still accepted
+        while one issued before the upgrade is live)."""
         return self._mac(_CODE_DOMAIN, f"{contact_id}|{code}".encode()).hex()
+
+    def code_digest(self, code: str) -> str:
+        """The stored form of a (normalised) code: keyed, since the code alone finds it."""
+        return self._mac(_CODE_DOMAIN_V2, code.encode()).hex()
+
+
+def normalise_code(text: str) -> str | None:
+    """``text`` as a code (spaces and dashes dropped, any case, O->0, I/L->1), or None."""
+    code = "".join(text.split()).replace("-", "").upper().translate(_CODE_READ_AS)
+    if len(code) != CODE_CHARS or not code.isascii() or any(c not in CODE_ALPHABET for c in code):
+        return None
+    return code
 
 
 def link_url(public_url: str, token: str) -> str:
     """Where the confirmation page of ``token`` is served."""
     return f"{public_url.rstrip('/')}/ack/{token}"
+
+
+def code_page_url(public_url: str) -> str:
+    """Where SMS recipients enter their code."""
+    return f"{public_url.rstrip('/')}{CODE_PATH}"
 
 
 _UNKNOWN = "找不到这条告警，它可能已被清理。"
@@ -377,14 +410,13 @@ class AckLinks:
     def _issue_code(self, session: Session, alert_id: str, contact_id: str) -> str:
         now = self.clock.now_ns()
         while True:
-            code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-            digest = self.signer.code_hash(contact_id, code)
-            # Unique among this contact's live codes, so a code names one alert.
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_CHARS))
+            digest = self.signer.code_digest(code)
+            # Unique among every live code, whoever it was sent to: the code alone names
+            # one alert and one person.
             clash = session.execute(
                 select(AckCodeRow.id).where(
-                    AckCodeRow.contact_id == contact_id,
-                    AckCodeRow.code_hash == digest,
-                    AckCodeRow.expires_at_ns > now,
+                    AckCodeRow.code_hash == digest, AckCodeRow.expires_at_ns > now
                 )
             ).first()
             if clash is None:
@@ -400,57 +432,99 @@ class AckLinks:
         )
         return code
 
-    def acknowledge_by_code(self, code: str, contact_id: str, note: str = "") -> Check:
-        """Acknowledge the alert ``code`` was issued to ``contact_id`` for (once)."""
-        code = code.strip()
-        if not _ID.match(contact_id) or len(contact_id) > 64:
+    def acknowledge_by_code(
+        self,
+        code: str,
+        contact_id: str | None = None,
+        note: str = "",
+        *,
+        address: str | None = None,
+    ) -> Check:
+        """Acknowledge the alert ``code`` was issued for, as the person it was sent to (once).
+
+        ``contact_id`` is optional: given, the code must be theirs. ``address`` (the
+        client's) counts wrong codes when no contact is named.
+        """
+        contact = (contact_id or "").strip()
+        if contact and (not _ID.match(contact) or len(contact) > 64):
             wrong = Check(Verdict.FORGED, "联系人编号或确认码不正确。")
-            return self.record_refusal(wrong, via="code")
+            return self._refuse_code(wrong, self._code_actor(None, address))
+        actor = self._code_actor(contact or None, address)
         now = self.clock.now_ns()
         since = datetime_from_ns(now - CODE_FAILURE_WINDOW_S * _S)
-        failures = audit.count(self.db, actor=contact_id, action="ack_link.refused", since=since)
-        if failures >= MAX_CODE_FAILURES:
+        mine = audit.count(self.db, actor=actor, action=_CODE_REFUSED, since=since)
+        everyone = audit.count(self.db, action=_CODE_REFUSED, since=since)
+        if mine >= MAX_CODE_FAILURES or everyone >= MAX_CODE_FAILURES_TOTAL:
+            if everyone >= MAX_CODE_FAILURES_TOTAL:
+                log.warning(
+                    "acknowledgement codes: %d wrong codes in %d min; code entry closed "
+                    "until the window passes (links and the console still work)",
+                    everyone,
+                    CODE_FAILURE_WINDOW_S // 60,
+                )
             minutes = CODE_FAILURE_WINDOW_S // 60
-            reason = f"错误次数过多，请 {minutes} 分钟后再试，或联系值班人员。"
-            return Check(Verdict.TOO_MANY_ATTEMPTS, reason, contact_id=contact_id)
+            reason = f"错误次数过多，请 {minutes} 分钟后再试，或点击通知中的链接、联系值班人员。"
+            return Check(Verdict.TOO_MANY_ATTEMPTS, reason, contact_id=contact or None)
         request_id = 0
         with self.db.session(write=True) as session:
             self.db.lock(session, QUEUE_LOCK_KEY)  # as in use(): one queued action per alert
-            result, row = self._code_check(session, code, contact_id, now)
+            result, row = self._code_check(session, code, contact or None, now)
             if result.ok and result.alert is not None and row is not None:
                 row.used_at_ns = now
-                request_id = _queue(session, result.alert.id, contact_id, note, "code", now)
-        if not result.ok or result.alert is None:
-            return self.record_refusal(result, via="code")
-        self._audit("ack_link.used", contact_id, result.alert.id, via="code", request=request_id)
+                request_id = _queue(session, result.alert.id, row.contact_id, note, "code", now)
+        if not result.ok or result.alert is None or result.contact_id is None:
+            return self._refuse_code(result, actor)
+        self._audit(
+            "ack_link.used", result.contact_id, result.alert.id, via="code", request=request_id
+        )
         return replace(result, detail={"request_id": request_id})
 
+    @staticmethod
+    def _code_actor(contact_id: str | None, address: str | None) -> str:
+        """Whom wrong codes are counted against: the contact named, else the address."""
+        if contact_id:
+            return contact_id
+        return f"address:{address}"[:64] if address else "anonymous"
+
+    def _refuse_code(self, check: Check, actor: str) -> Check:
+        target = check.alert.id if check.alert else ""
+        self._audit(_CODE_REFUSED, actor, target, via="code", verdict=check.verdict.value)
+        return check
+
     def _code_check(
-        self, session: Session, code: str, contact_id: str, now: int
+        self, session: Session, text: str, contact_id: str | None, now: int
     ) -> tuple[Check, AckCodeRow | None]:
-        wrong = Check(Verdict.FORGED, "联系人编号或确认码不正确。", contact_id=contact_id)
-        if len(code) != CODE_DIGITS or not code.isdigit() or not code.isascii():
+        wrong = Check(Verdict.FORGED, "确认码不正确。", contact_id=contact_id)
+        if contact_id:
+            wrong = Check(Verdict.FORGED, "联系人编号或确认码不正确。", contact_id=contact_id)
+        code = normalise_code(text)
+        if code is None:
             return wrong, None
-        rows = (
-            session.execute(
-                select(AckCodeRow)
-                .where(
-                    AckCodeRow.contact_id == contact_id,
-                    AckCodeRow.code_hash == self.signer.code_hash(contact_id, code),
-                )
-                .order_by(AckCodeRow.id.desc())
+        match = AckCodeRow.code_hash == self.signer.code_digest(code)
+        if contact_id is not None and code.isdigit():
+            # A six-digit code issued before codes became base32 (hashed with the contact).
+            legacy = and_(
+                AckCodeRow.contact_id == contact_id,
+                AckCodeRow.code_hash == self.signer.code_hash(contact_id, code),
             )
-            .scalars()
-            .all()
-        )
+            match = or_(match, legacy)
+        rows = [
+            r
+            for r in session.execute(
+                select(AckCodeRow).where(match).order_by(AckCodeRow.id.desc())
+            ).scalars()
+            if contact_id is None or r.contact_id == contact_id
+        ]
         if not rows:
             return wrong, None
         live = [r for r in rows if r.used_at_ns is None and r.expires_at_ns > now]
         if not live:
+            who = rows[0].contact_id
             if any(r.used_at_ns is not None for r in rows):
-                return Check(Verdict.REPLAYED, "此确认码已使用过。", contact_id=contact_id), None
-            return Check(Verdict.EXPIRED, "确认码已过期。", contact_id=contact_id), None
-        return self._alert_check(session, live[0].alert_id, contact_id, None), live[0]
+                return Check(Verdict.REPLAYED, "此确认码已使用过。", contact_id=who), None
+            return Check(Verdict.EXPIRED, "确认码已过期。", contact_id=who), None
+        row = live[0]
+        return self._alert_check(session, row.alert_id, row.contact_id, None), row
 
     # --- the outbox hook -----------------------------------------------------------------
 
@@ -480,7 +554,15 @@ class AckLinks:
                 links = [(rooms.get(a, ""), self.url_for(a, contact)) for a in ids[:5]]
                 codes = [(rooms.get(a, ""), self._issue_code(session, a, contact)) for a in ids[:2]]
                 body_extra = ack_text(links=links, codes=codes, language=language)
-                short_extra = ack_text(links=[], codes=codes, language=language, short=True)
+                # SMS: where to type the code (SMSEagle sends this text as it is; the cloud
+                # providers' approved templates take only the code from it).
+                short_extra = ack_text(
+                    links=[],
+                    codes=codes,
+                    language=language,
+                    short=True,
+                    code_url=code_page_url(self.public_url),
+                )
                 out.append(
                     replace(
                         message,

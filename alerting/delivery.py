@@ -4,8 +4,15 @@ apprise's ``notify()`` gives one verdict for all the URLs it holds, so each atte
 ``apprise.Apprise()`` with exactly one URL. Per message:
 
 * success: the row is marked delivered, ``notifications_sent{channel}`` counts it, the audit
-  log gets ``notification.sent``, and ``on_delivered`` reports the recipient (the
-  notification log uses it to know who must hear of the resolution);
+  log gets ``notification.sent`` and the store's ``events`` a ``notification_sent`` event
+  (who, through which channel kind, about which alerts; never the URL), then the optional
+  ``on_delivered`` hook is called (tests use it; the gateway does not). Who gets an alert's
+  resolution notice is *not* decided here: :mod:`alerting.service` records each recipient
+  when their message is stored in the outbox, so someone whose firing message is still
+  being retried when the alert resolves is not forgotten. The consequence, on purpose: a
+  contact whose every channel failed (an ERROR line and a ``notification_failed`` event
+  already say so) still gets the resolution notice, which may reach them once the channel
+  is back;
 * recoverable failure (see :class:`alerting.notifiers.Notifier`): retried on the same URL
   after ``backoff_initial_s * backoff_factor ** (attempt - 1)`` (capped), up to
   ``attempts_per_url`` attempts, then the contact's next URL;
@@ -21,15 +28,19 @@ from an injectable ``sleep``, so tests run backoff in simulated time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from sqlalchemy import select
 
 from alerting.contacts import Contacts, DeliverySettings
 from alerting.notifiers import Attempt, Notifier, notifier_for
 from alerting.outbox import Outbox, OutboxMessage
 from alerting.ratelimit import ChannelLimiter, fit_summary
 from alerting.redact import install_scrubber, redact_text
+from alerting.state_models import AlertRow
 from collectors.base import EventSink
 from gateway import audit
 from gateway.clock import Clock
@@ -278,8 +289,61 @@ class DeliveryWorker:
                 "attempts": message.attempts_total + 1,
             },
         )
+        await self._emit_sent(message, notifier)
         if self._on_delivered is not None:
             await self._on_delivered(message)
+
+    async def _emit_sent(self, message: OutboxMessage, notifier: Notifier) -> None:
+        """The ``notification_sent`` event (Grafana annotations): who, which channel kind,
+        which alerts, drill marked. The audit log already holds it, so a store that cannot
+        take the event costs a log line, never the delivery's bookkeeping."""
+        place, drill_id = await asyncio.to_thread(self._alert_place, message.alert_ids)
+        tags = {
+            **place,
+            "contact": message.contact_id,
+            "channel": notifier.scheme,  # the scheme only: URLs carry secrets
+            "notification": message.kind,
+        }
+        if message.alert_ids:
+            # Comma-separated when one message summarises several alerts.
+            tags["alert_id"] = ",".join(message.alert_ids)
+        try:
+            await self._events.emit(
+                Event(
+                    ts_ns=self._clock.now_ns(),
+                    kind="notification_sent",
+                    title=f"{message.kind} notice to {message.contact_id} via {notifier.scheme}",
+                    text=message.subject,
+                    severity=message.severity,
+                    tags=tags,
+                    drill_id=drill_id,
+                )
+            )
+        except Exception as exc:
+            log.warning(
+                "notification %d: could not write its notification_sent event: %s",
+                message.id,
+                redact_text(f"{type(exc).__name__}: {exc}", set()),
+            )
+
+    def _alert_place(self, alert_ids: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
+        """Site, building and room shared by ``alert_ids``, and their drill id (blocking)."""
+        if not alert_ids:
+            return {}, None
+        with self._db.session() as session:
+            rows = session.execute(
+                select(AlertRow.labels, AlertRow.drill_id).where(AlertRow.id.in_(alert_ids))
+            ).all()
+        if not rows:
+            return {}, None
+        labels = [json.loads(text) for text, _ in rows]
+        place = {
+            key: str(labels[0][key])
+            for key in ("site", "building", "room")
+            if key in labels[0] and all(lab.get(key) == labels[0][key] for lab in labels)
+        }
+        drill = next((d for _, d in rows if d), None)
+        return place, drill
 
     async def _fail(self, message: OutboxMessage, channels: list[str], error: str) -> None:
         await asyncio.to_thread(self.outbox.mark_failed, message.id, error=error)

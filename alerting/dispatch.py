@@ -29,6 +29,10 @@ one room out of band gives one message listing three alerts, not three messages.
 - **restart**: what was sent is written down before it is handed over for delivery, so after
   a restart nothing that was already sent is sent again, and nothing half-sent is lost.
 
+Group wait, group interval and repeat interval are set by the operator in the rules file's
+``timing:`` section (:class:`alerting.rules.Timing`, validated there); the numbers above are
+the defaults. A silenced or inhibited alert does not escalate either (:mod:`alerting.escalation`).
+
 Everything here is driven by :meth:`Dispatcher.tick` with an explicit time, so tests move a
 manual clock instead of sleeping.
 """
@@ -64,7 +68,8 @@ class NotificationSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DispatchConfig:
-    """Grouping labels (besides severity) and the timing described in the module docstring."""
+    """Grouping labels (besides severity) and the timing described in the module docstring
+    (built from the rules file's ``timing:`` by :meth:`alerting.rules.Timing.dispatch`)."""
 
     group_by: tuple[str, ...] = ("room",)
     group_wait_s: float = 10.0

@@ -9,8 +9,21 @@ notice has been handed to the outbox, :meth:`EscalationManager.tick`:
    goes to the night shift, even if the tick that sends it runs after the 08:00 hand-over);
 3. stops at acknowledgement or resolution, and after the last tier.
 
-Silenced or inhibited alerts are never announced, so they never escalate. Drill alerts
-escalate like real ones, with the drill mark in every message.
+**Muted alerts are held.** An alert the engine mutes (a silence matches it, or an inhibit
+rule does: a confirmed fire mutes its room's climate alerts) tells no tier, whether it was
+muted before its first notice (then it never started escalating) or after some tier was told.
+The manager decides this with the engine's own rules (:class:`alerting.silence.Silencer` over
+the silences in the state database, :class:`alerting.inhibit.Inhibitor` over the open
+alerts), so the API's silences take effect within a tick, also right after a restart. While
+muted, the escalation's status is ``held``; its place on the policy is kept. When the mute
+ends and the alert still fires unacknowledged, escalation **resumes where it was**: the tier
+told last gets its full ``after`` again, counted from the end of the mute (never less than
+what it had left), and only then is the next tier told. Tiers that would have fallen due
+during the mute are not made up all at once, and tier 1 is not told again. (If tier 1 was
+still to be told, it is told when the mute ends.) Holding and resuming are audited as
+``alert.escalation_held`` and ``alert.escalation_resumed``.
+
+Drill alerts escalate like real ones, with the drill mark in every message.
 
 Each step goes: messages into the outbox (keys ``esc:<alert>:<tier>:<contact>``, so a
 repeat is ignored) -> recipients recorded with the engine (they get the resolution notice)
@@ -38,15 +51,18 @@ from sqlalchemy import or_, select
 from alerting.contacts import Contacts
 from alerting.dispatch import snapshot
 from alerting.escalation_models import EscalationRow, EscalationStepRow
+from alerting.inhibit import DEFAULT_INHIBIT_RULES, Inhibitor, InhibitRule, Labelled
 from alerting.model import AlertSnapshot, AlertState
 from alerting.outbox import Outbox
 from alerting.roster import EscalationConfig, Tier
+from alerting.silence import Silencer
 from alerting.state_models import (
     AlertRow,
     NflogBatchRow,
     NflogEntryRow,
     NflogRecipientRow,
     alert_from_row,
+    load_silences,
 )
 from alerting.templates import SEVERITY, alert_line, room_label
 from alerting.ticker import tick_forever
@@ -58,6 +74,9 @@ from gateway.statedb import StateDB
 log = logging.getLogger(__name__)
 ACTOR = "system:escalation"
 TICK_S = 1.0
+# Statuses whose escalation is still under way (climbing, or held while the alert is muted).
+_LIVE = ("active", "held")
+_OPEN_STATES = (AlertState.PENDING.value, AlertState.FIRING.value, AlertState.ACKNOWLEDGED.value)
 
 _TEXT = {
     "zh": {
@@ -152,6 +171,7 @@ class EscalationManager:
         record_recipients: RecordRecipients | None = None,
         on_enqueue: Callable[[], None] | None = None,
         tick_s: float = TICK_S,
+        inhibit_rules: Sequence[InhibitRule] = DEFAULT_INHIBIT_RULES,
     ) -> None:
         self._db = db
         self._outbox = outbox
@@ -164,6 +184,8 @@ class EscalationManager:
         self._record = record_recipients
         self._on_enqueue = on_enqueue
         self.tick_s = tick_s
+        # The engine's rules (alerting.service builds the engine with the defaults too).
+        self._inhibitor = Inhibitor(inhibit_rules)
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -182,7 +204,7 @@ class EscalationManager:
         """Tell every tier due at ``now_ns`` (default: the clock); return what was told."""
         now = self._clock.now_ns() if now_ns is None else now_ns
         async with self._lock:
-            firing, states = await asyncio.to_thread(self._load)
+            firing, states, muted = await asyncio.to_thread(self._load, now)
             await asyncio.to_thread(self._stop_finished, set(firing), states, now)
             steps: list[Step] = []
             for alert_id, item in firing.items():
@@ -193,6 +215,17 @@ class EscalationManager:
                 if state is None:
                     state = _State(alert_id, 0, item.first_notice_ns, now, item.first_batch_id)
                     await asyncio.to_thread(self._create, item, now)
+                why = muted.get(alert_id)
+                if state.status == "active" and why is not None and state.next_due_ns is not None:
+                    await self._hold(item, state, why, now)
+                    continue
+                if state.status == "held":
+                    if why is not None:
+                        continue
+                    resumed = await self._resume(item, state, policy.tiers, now)
+                    if resumed is None:
+                        continue
+                    state = resumed
                 if state.status != "active" or state.next_due_ns is None:
                     continue
                 if state.next_due_ns > now:
@@ -203,6 +236,58 @@ class EscalationManager:
                 if step is not None:
                     steps.append(step)
             return steps
+
+    async def _hold(self, item: _Firing, state: _State, why: str, now: int) -> None:
+        """The alert is muted: no tier is told until the mute ends (module docstring)."""
+        if not await asyncio.to_thread(self._set_status, state.alert_id, "active", "held", now):
+            return
+        log.info("escalation of alert %s held: %s", state.alert_id, why)
+        await self._audit_change(item, "alert.escalation_held", state, now, reason=why)
+
+    async def _resume(
+        self, item: _Firing, state: _State, tiers: Sequence[Tier], now: int
+    ) -> _State | None:
+        """The mute ended: the tier told last gets its full wait again, from now."""
+        next_due = state.next_due_ns
+        if state.tiers_notified and next_due is not None:
+            wait = tiers[state.tiers_notified - 1].after_s
+            if wait is not None:
+                next_due = max(next_due, now + int(wait * 1e9))
+        if not await asyncio.to_thread(
+            self._set_status, state.alert_id, "held", "active", now, next_due
+        ):
+            return None
+        log.info("escalation of alert %s resumed: it is no longer muted", state.alert_id)
+        resumed = _State(
+            state.alert_id,
+            state.tiers_notified,
+            next_due,
+            state.started_at_ns,
+            state.first_batch_id,
+            "active",
+        )
+        await self._audit_change(item, "alert.escalation_resumed", resumed, now)
+        return resumed
+
+    async def _audit_change(
+        self, item: _Firing, action: str, state: _State, now: int, **extra: str
+    ) -> None:
+        detail: dict[str, object] = {
+            "alert_id": state.alert_id,
+            "tiers_notified": state.tiers_notified,
+            "drill": item.alert.drill_id is not None,
+            **extra,
+        }
+        if state.next_due_ns is not None:
+            detail["next_due_at"] = datetime_from_ns(state.next_due_ns).isoformat()
+        await audit.append_async(
+            self._db,
+            actor=ACTOR,
+            action=action,
+            target=state.alert_id,
+            detail=detail,
+            now=datetime_from_ns(now),
+        )
 
     async def _escalate(
         self, item: _Firing, state: _State, tiers: Sequence[Tier], now: int
@@ -274,8 +359,10 @@ class EscalationManager:
 
     # --- state database (blocking: called through asyncio.to_thread) ---------------------
 
-    def _load(self) -> tuple[dict[str, _Firing], dict[str, _State]]:
-        """Firing alerts whose first notice is enqueued, and the active escalation rows."""
+    def _load(self, now: int) -> tuple[dict[str, _Firing], dict[str, _State], dict[str, str]]:
+        """Firing alerts whose first notice is enqueued, the live escalation rows, and why
+        each firing alert is muted now (the engine's silence and inhibit rules)."""
+        silencer = Silencer(load_silences(self._db, now))
         with self._db.session() as session:
             rows = session.execute(
                 select(AlertRow, NflogEntryRow.batch_id, NflogEntryRow.at_ns)
@@ -317,11 +404,28 @@ class EscalationManager:
                 )
                 for r in session.execute(
                     select(EscalationRow).where(
-                        or_(EscalationRow.status == "active", EscalationRow.alert_id.in_(firing))
+                        or_(EscalationRow.status.in_(_LIVE), EscalationRow.alert_id.in_(firing))
                     )
                 ).scalars()
             }
-            return firing, states
+            muted: dict[str, str] = {}
+            if firing:
+                open_alerts = [
+                    alert_from_row(r)
+                    for r in session.execute(
+                        select(AlertRow).where(AlertRow.state.in_(_OPEN_STATES))
+                    ).scalars()
+                ]
+                labels = {a.id: a.match_labels() for a in open_alerts}
+                inhibited = self._inhibitor.inhibited(
+                    Labelled(a.id, a.state, labels[a.id]) for a in open_alerts
+                )
+                for aid in firing:
+                    if aid in inhibited:
+                        muted[aid] = f"inhibited by alert {inhibited[aid]}"
+                    elif aid in labels and (ids := silencer.silenced_by(labels[aid], now)):
+                        muted[aid] = f"silenced by {', '.join(ids)}"
+            return firing, states, muted
 
     def _create(self, item: _Firing, now: int) -> None:
         with self._db.session(write=True) as session:
@@ -370,9 +474,28 @@ class EscalationManager:
             )
             return True
 
+    def _set_status(
+        self,
+        alert_id: str,
+        before: str,
+        after: str,
+        now: int,
+        next_due: int | None = None,
+    ) -> bool:
+        """``before`` -> ``after`` (and ``next_due`` when resuming); False if it moved on."""
+        with self._db.session(write=True) as session:
+            row = session.get(EscalationRow, alert_id)
+            if row is None or row.status != before:
+                return False
+            row.status = after
+            if after == "active":
+                row.next_due_ns = next_due
+            row.updated_at_ns = now
+            return True
+
     def _stop_finished(self, firing: set[str], states: dict[str, _State], now: int) -> None:
         """Active escalations whose alert no longer fires: acknowledged or resolved."""
-        gone = [aid for aid, st in states.items() if aid not in firing and st.status == "active"]
+        gone = [aid for aid, st in states.items() if aid not in firing and st.status in _LIVE]
         if not gone:
             return
         with self._db.session(write=True) as session:

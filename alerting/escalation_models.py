@@ -19,7 +19,8 @@ _NS = BigInteger()
 class EscalationRow(Base):
     """One alert's escalation: tiers told so far, when the next one is due, and its status.
 
-    ``status``: ``active`` (climbing), ``done`` (last tier told), ``acknowledged`` or
+    ``status``: ``active`` (climbing), ``held`` (silenced or inhibited: keeps its place,
+    resumes when the mute ends), ``done`` (last tier told), ``acknowledged`` or
     ``resolved`` (stopped).
     """
 

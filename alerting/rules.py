@@ -8,6 +8,10 @@ problem is reported with its file, line and field, like the site file.
 
 Durations are strings with units, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1h30m"``, or a
 plain number of seconds.
+
+The file is either that list, or a mapping with the list under ``rules:`` and the
+notification timing under ``timing:`` (:class:`Timing`: ``group_wait``, ``group_interval``,
+``repeat_interval``; each optional, defaults as in :mod:`alerting.dispatch`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from alerting.dispatch import DispatchConfig
 from alerting.model import Severity
 from gateway.configfile import ConfigError, format_loc, read_yaml
 from gateway.reading import BINARY_KINDS, SensorKind
@@ -390,12 +395,40 @@ _RULE: TypeAdapter[RuleBase] = TypeAdapter(Rule)
 _NOT_OVERRIDABLE = ("id", "kind", "scope", "overrides")
 
 
-class RuleSet:
-    """The validated rules of one site, in file order."""
+class Timing(_Strict):
+    """The rules file's ``timing:``: how notifications are grouped, spaced and repeated (the
+    timing model of :mod:`alerting.dispatch`). Bounded so that a typo cannot delay a fire
+    alarm by an hour or repeat an unanswered one only once a week."""
 
-    def __init__(self, path: Path, rules: list[RuleBase]) -> None:
+    group_wait_s: Duration = Field(default=10.0, alias="group_wait", ge=0, le=600)
+    group_interval_s: Duration = Field(default=60.0, alias="group_interval", ge=1, le=3600)
+    repeat_interval_s: Duration = Field(default=1800.0, alias="repeat_interval", ge=60, le=86_400)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Timing:
+        if self.repeat_interval_s < self.group_interval_s:
+            raise ValueError(
+                f"repeat_interval ({format_duration(self.repeat_interval_s)}) must not be "
+                f"shorter than group_interval ({format_duration(self.group_interval_s)})"
+            )
+        return self
+
+    def dispatch(self) -> DispatchConfig:
+        """The dispatcher's configuration with these times (grouping by room unchanged)."""
+        return DispatchConfig(
+            group_wait_s=self.group_wait_s,
+            group_interval_s=self.group_interval_s,
+            repeat_interval_s=self.repeat_interval_s,
+        )
+
+
+class RuleSet:
+    """The validated rules of one site, in file order, and the file's notification timing."""
+
+    def __init__(self, path: Path, rules: list[RuleBase], timing: Timing | None = None) -> None:
         self.path = path
         self.rules = rules
+        self.timing = timing or Timing()
 
     def __iter__(self) -> Iterator[RuleBase]:
         return iter(self.rules)
@@ -517,14 +550,46 @@ def load_rules(path: Path, site: Site) -> RuleSet:
     data, lines = read_yaml(path)
     if data is None:
         raise ConfigError(path, [f"{path}: file is empty"])
+    timing, timing_problems = Timing(), list[Problem]()
+    if isinstance(data, dict) and set(data) <= {"rules", "timing"} and "rules" in data:
+        timing, timing_problems = _parse_timing(data.get("timing"))
+        data = data["rules"]
+        # Rules sit under "rules:": their locations are looked up there.
+        timing_lines = lines
+        lines = {k[1:]: v for k, v in lines.items() if k[:1] == ("rules",)}
+    else:
+        timing_lines = {}
     if not isinstance(data, list):
-        raise ConfigError(path, [f"{path}:1: the rules file must be a YAML list of rules"])
+        raise ConfigError(
+            path,
+            [
+                f"{path}:1: the rules file must be a YAML list of rules, or a mapping with "
+                "'rules:' (that list) and optional 'timing:'"
+            ],
+        )
     rules, problems = _parse(data)
     problems += _cross_check(rules, site)
-    if problems:
+    if problems or timing_problems:
         problems.sort(key=lambda p: int(p[0][0]))
-        raise ConfigError(path, _format(path, problems, lines))
-    return RuleSet(path, [rule for _, rule in rules])
+        shown = _format(path, timing_problems, timing_lines) + _format(path, problems, lines)
+        raise ConfigError(path, shown)
+    return RuleSet(path, [rule for _, rule in rules], timing)
+
+
+def _parse_timing(data: object) -> tuple[Timing, list[Problem]]:
+    """The ``timing:`` section (absent or empty: the defaults)."""
+    if data is None:
+        return Timing(), []
+    try:
+        return Timing.model_validate(data), []
+    except ValidationError as exc:
+        problems: list[Problem] = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (known: group_wait, group_interval, repeat_interval)"
+            problems.append((("timing", *err["loc"]), msg))
+        return Timing(), problems
 
 
 def site_rules(site: Site) -> RuleSet | None:

@@ -142,11 +142,17 @@ def render(
 
 
 _ACK_TEXT = {
-    "zh": {"link": "点击确认{room}：{url}", "code": "确认码{room} {code}", "room": "（{room}）"},
+    "zh": {
+        "link": "点击确认{room}：{url}",
+        "code": "确认码{room} {code}",
+        "room": "（{room}）",
+        "where": "（在 {url} 输入）",
+    },
     "en": {
         "link": "Acknowledge{room}: {url}",
         "code": "ack code{room} {code}",
         "room": " ({room})",
+        "where": " (enter it at {url})",
     },
 }
 
@@ -157,11 +163,13 @@ def ack_text(
     codes: Sequence[tuple[str, str]],
     language: str = "zh",
     short: bool = False,
+    code_url: str | None = None,
 ) -> str:
     """How to acknowledge: ``links`` and ``codes`` are ``(room, url or code)`` per alert.
 
     The room is named only when there are several alerts; ``short`` (SMS) puts everything on
-    one line.
+    one line. ``code_url`` (the code-entry page) follows the codes, after each code's own
+    text, so the SMS template fields' parser still finds ``确认码 <code>``.
     """
     text = _ACK_TEXT[_lang(language)]
     several = max(len(links), len(codes)) > 1
@@ -171,4 +179,6 @@ def ack_text(
 
     lines = [text["link"].format(room=room(r), url=u) for r, u in links]
     lines += [text["code"].format(room=room(r), code=c) for r, c in codes]
+    if codes and code_url:
+        lines[-1] += text["where"].format(url=code_url)
     return (" " if short else "\n").join(lines)

@@ -206,6 +206,20 @@ async def test_sms_recipients_acknowledge_with_their_code(client: TestClient, wo
     assert acked.actor == "guard" and acked.detail["note"] == "收到"
 
 
+async def test_the_code_alone_is_enough_on_the_code_page(client: TestClient, world: World) -> None:
+    alert_id = await world.fire("a101")
+    code = world.links.issue_code(alert_id, "guard")
+    page = client.get("/ack/code")
+    assert page.status_code == 200 and 'name="contact"' not in page.text  # not asked for
+    done = client.post("/ack/code", data={"code": code.lower(), "note": "收到"})
+    assert done.status_code == 200 and "guard" in done.text and "a101" in done.text
+    assert client.post("/ack/code", data={"code": code}).status_code == 409
+    [outcome] = await world.queue.run_once()
+    assert outcome.status == "done" and outcome.request.user == "guard"
+    [acked] = audit.entries(world.db, action="alert.acknowledged")
+    assert acked.actor == "guard" and acked.detail["via"] == "code"
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

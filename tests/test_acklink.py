@@ -15,12 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from alerting.acklink import AckLinks, AckSigner, Verdict
+from alerting.acklink import (
+    CODE_ALPHABET,
+    MAX_CODE_FAILURES_TOTAL,
+    AckLinks,
+    AckSigner,
+    Verdict,
+)
 from alerting.ackqueue import AckQueue
 from alerting.contacts import Contacts, ContactsFile
 from alerting.dispatch import DispatchConfig, NotificationSink
 from alerting.engine import AlertEngine
 from alerting.model import AlertState, Condition, NotificationBatch, Severity
+from alerting.notifiers.cloud_sms import extract_fields
 from alerting.outbox import Outbox
 from gateway import audit
 from gateway.clock import ManualClock
@@ -278,10 +285,21 @@ async def test_a_request_applied_before_a_crash_is_done_not_failed(world: World)
     assert outcome.status == "done"
 
 
+def sms_code(text: str) -> str:
+    """The code in an SMS text, as the cloud SMS templates' parser reads it."""
+    return extract_fields("", text).code
+
+
+def other_code(code: str, step: int = 1) -> str:
+    """A well-formed code that is not ``code`` (its last character moved on)."""
+    last = CODE_ALPHABET[(CODE_ALPHABET.index(code[-1]) + step) % len(CODE_ALPHABET)]
+    return code[:-1] + last
+
+
 async def test_short_codes(world: World) -> None:
     alert_id = await world.fire()
     code = world.links.issue_code(alert_id, "guard")
-    assert len(code) == 6 and code.isdigit()
+    assert len(code) == 6 and set(code) <= set(CODE_ALPHABET)
     # Stored hashed: the code itself is nowhere in the database file.
     with world.db.session() as session:
         from alerting.ack_models import AckCodeRow
@@ -289,7 +307,7 @@ async def test_short_codes(world: World) -> None:
         [row] = session.query(AckCodeRow).all()
         assert code not in row.code_hash
     assert world.links.acknowledge_by_code(code, "keeper").verdict == Verdict.FORGED
-    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    wrong = other_code(code)
     assert world.links.acknowledge_by_code(wrong, "guard").verdict == Verdict.FORGED
     done = world.links.acknowledge_by_code(f" {code} ", "guard", "收到")
     assert done.ok and done.alert is not None and done.alert.id == alert_id
@@ -307,12 +325,60 @@ async def test_short_codes(world: World) -> None:
 async def test_guessing_codes_is_cut_off(world: World) -> None:
     alert_id = await world.fire()
     code = world.links.issue_code(alert_id, "guard")
-    wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 6)]
+    wrong = [other_code(code, i) for i in range(1, 6)]
     for guess in wrong:
         assert world.links.acknowledge_by_code(guess, "guard").verdict == Verdict.FORGED
     assert world.links.acknowledge_by_code(code, "guard").verdict == Verdict.TOO_MANY_ATTEMPTS
     world.clock.advance(16 * 60)  # the window passed
     assert world.links.acknowledge_by_code(code, "guard").ok
+
+
+async def test_the_code_alone_acknowledges_as_the_person_it_was_sent_to(world: World) -> None:
+    first, second = await world.fire("a101"), await world.fire("a102")
+    codes = {
+        (alert, contact): world.links.issue_code(alert, contact)
+        for alert in (first, second)
+        for contact in ("keeper", "guard")
+    }
+    assert len(set(codes.values())) == 4  # unique across alerts and contacts
+    code = codes[(second, "guard")]
+    # Typed on a phone: lower case, a space, O for 0 and I/L for 1 all read the same.
+    typed = code.lower().replace("0", "o").replace("1", "l")
+    done = world.links.acknowledge_by_code(f" {typed[:3]} {typed[3:]} ", note="收到")
+    assert done.ok and done.contact_id == "guard" and done.alert is not None
+    assert done.alert.id == second
+    assert world.links.acknowledge_by_code(code).verdict == Verdict.REPLAYED
+    [outcome] = await world.queue.run_once()
+    assert outcome.status == "done" and outcome.request.user == "guard"
+    assert await world.state(second) == AlertState.ACKNOWLEDGED
+    assert await world.state(first) == AlertState.FIRING
+    # Naming the wrong person with a right code is still refused.
+    assert world.links.acknowledge_by_code(codes[(first, "guard")], "keeper").verdict == (
+        Verdict.FORGED
+    )
+    for i, bad in enumerate(("", "12345", "ABCDEFG", "ABCDE!", "ÄBCDEF")):
+        got = world.links.acknowledge_by_code(bad, address=f"192.0.2.{i}")
+        assert got.verdict == Verdict.FORGED
+
+
+async def test_guessing_codes_without_a_contact_is_cut_off_per_address_and_in_all(
+    world: World,
+) -> None:
+    alert_id = await world.fire()
+    code = world.links.issue_code(alert_id, "guard")
+    for i in range(1, 6):
+        got = world.links.acknowledge_by_code(other_code(code, i), address="198.51.100.7")
+        assert got.verdict == Verdict.FORGED
+    blocked = world.links.acknowledge_by_code(code, address="198.51.100.7")
+    assert blocked.verdict == Verdict.TOO_MANY_ATTEMPTS
+    # Guessing from many addresses: past the total, nobody's code is taken for a while.
+    for i in range(MAX_CODE_FAILURES_TOTAL - 5):
+        world.links.acknowledge_by_code(other_code(code, 6 + i % 20), address=f"10.0.0.{i}")
+    refused = world.links.acknowledge_by_code(code, address="203.0.113.9")
+    assert refused.verdict == Verdict.TOO_MANY_ATTEMPTS
+    world.clock.advance(16 * 60)
+    ok = world.links.acknowledge_by_code(code, address="203.0.113.9")
+    assert ok.ok and ok.contact_id == "guard"
 
 
 @dataclass
@@ -352,13 +418,20 @@ async def test_each_recipient_gets_their_own_link_and_code(db: StateDB) -> None:
         check = links.check(token)
         assert check.ok and check.claims is not None
         assert check.claims.contact_id == contact and check.claims.alert_id == alert_id
-        assert message.short_body is not None and PUBLIC not in message.short_body
-        code = message.short_body.split()[-1]
-        assert len(code) == 6 and code.isdigit()
+        # The SMS text carries no link (too long, and a credential), but says where to
+        # type the code: the code-entry page, the same for everyone.
+        assert message.short_body is not None and "/ack/" + token not in message.short_body
+        assert f"{PUBLIC}/ack/code" in message.short_body
+        code = sms_code(message.short_body)
+        assert len(code) == 6 and set(code) <= set(CODE_ALPHABET)
     assert "点击确认" in messages["keeper"].body and "Acknowledge" in messages["guard"].body
-    assert "确认码" in (messages["keeper"].short_body or "")
-    code = (messages["guard"].short_body or "").split()[-1]
-    assert links.acknowledge_by_code(code, "guard").ok
+    keeper_sms = messages["keeper"].short_body or ""
+    assert f"确认码 {sms_code(keeper_sms)}（在 {PUBLIC}/ack/code 输入）" in keeper_sms
+    guard_sms = messages["guard"].short_body or ""
+    assert f"(enter it at {PUBLIC}/ack/code)" in guard_sms
+    # The code alone acknowledges, as the person it was sent to.
+    done = links.acknowledge_by_code(sms_code(guard_sms))
+    assert done.ok and done.contact_id == "guard"
 
     # Resolution notices carry no link: nothing is left to acknowledge.
     [fired] = sink.batches

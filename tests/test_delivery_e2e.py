@@ -182,6 +182,17 @@ async def test_delivered_once_with_the_chinese_message(
     assert len(sent) == 1
     assert sent[0].detail["channel"] == "json" and sent[0].detail["alert_ids"] == ["al-1"]
     assert str(receiver.port) not in sent[0].detail_json  # the URL is never in the audit log
+    # Whom, through which channel: also in the store's events (Grafana annotations).
+    [event] = rig.events.events
+    assert event.kind == "notification_sent" and event.severity == "critical"
+    assert event.tags == {
+        "contact": "keeper",
+        "channel": "json",
+        "notification": "firing",
+        "alert_id": "al-1",
+    }
+    assert event.drill_id is None and "一号库房" in event.title + event.text
+    assert str(receiver.port) not in repr(event)  # nor in the event
     # The same batch handed over again (a crash in dispatch) is not sent twice.
     await rig.outbox.enqueue(make_batch())
     await rig.drain()
@@ -286,3 +297,42 @@ async def test_a_restarted_worker_delivers_pending_messages_exactly_once(
         assert second.outbox.counts() == {"delivered": 4}
     finally:
         db2.close()
+
+
+async def test_a_drill_notification_event_is_marked_and_placed(
+    db: StateDB, receiver: RecordingServer
+) -> None:
+    """The notification_sent event carries the alert's place and drill id (from the alert)."""
+    from alerting.lifecycle import Alert
+    from alerting.state_models import save_alerts
+
+    snap = make_batch().alerts[0]
+    labels = {**snap.labels, "drill_id": "d7"}
+    save_alerts(
+        db,
+        [
+            Alert(
+                id=snap.id,
+                fingerprint=snap.fingerprint,
+                rule_id=snap.rule_id,
+                rule_kind=snap.rule_kind,
+                severity=snap.severity,
+                labels=labels,
+                state=AlertState.FIRING,
+                started_at_ns=snap.started_at_ns,
+                last_active_ns=snap.started_at_ns,
+                fired_at_ns=snap.started_at_ns,
+            )
+        ],
+    )
+    rig = make_rig(db, make_contacts({"keeper": [receiver.url("/keeper")]}))
+    await rig.outbox.enqueue(make_batch())
+    await rig.drain()
+    [event] = rig.events.events
+    assert event.kind == "notification_sent" and event.drill_id == "d7"
+    assert event.all_tags()["drill_id"] == "d7"
+    assert (event.tags["site"], event.tags["building"], event.tags["room"]) == (
+        "demo",
+        "main",
+        "a101",
+    )

@@ -303,3 +303,54 @@ async def test_run_drives_dispatch_from_the_clock(sqlite_db: StateDB) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert outbox.summary() == [("firing", ["rh-1"])]
+
+
+async def test_the_rules_files_timing_drives_grouping_and_repeats(
+    sqlite_db: StateDB, tmp_path: Path
+) -> None:
+    """An operator sets the timing in the rules file (``timing:``); the gateway's alerting
+    service builds its dispatcher from it, and alerts go out and repeat on that timing."""
+    from alerting.rules import Timing
+    from alerting.service import AlertingService
+    from gateway.metrics import Metrics
+    from gateway.resources import demo_site_path
+    from gateway.site import load_site
+
+    src = demo_site_path().parent
+    for name in ("site.yaml", "contacts.yaml"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    rules = (src / "rules.yaml").read_text(encoding="utf-8")
+    for default, mine in (
+        ("group_wait: 10s", "group_wait: 0s"),
+        ("repeat_interval: 30m", "repeat_interval: 5m"),
+    ):
+        assert f"  {default}\n" in rules  # the example spells out the defaults
+        rules = rules.replace(f"  {default}\n", f"  {mine}\n")
+    (tmp_path / "rules.yaml").write_text(rules, encoding="utf-8")
+    clock = ManualClock(T0)
+    service = AlertingService(
+        load_site(tmp_path / "site.yaml"),
+        sqlite_db,
+        Events(),
+        clock,
+        Metrics(),
+        timezone="Asia/Shanghai",
+    )
+    assert service.engine.dispatcher.config == DispatchConfig(
+        group_wait_s=0, group_interval_s=60, repeat_interval_s=300
+    )
+    assert Timing().dispatch() == DispatchConfig()  # no timing: section, the defaults
+
+    # The behaviour on that timing: sent at once (no group wait), repeated after 5 minutes.
+    outbox = Outbox()
+    engine = AlertEngine(
+        sqlite_db, outbox, Events(), clock, dispatch=service.engine.dispatcher.config
+    )
+    outbox.engine = engine
+    await engine.process([cond(clock, "rh-1")])
+    await engine.tick()
+    assert outbox.summary() == [("firing", ["rh-1"])]
+    await run_until(engine, clock, 299)
+    assert len(outbox.batches) == 1
+    await run_until(engine, clock, 1)
+    assert outbox.summary() == [("firing", ["rh-1"]), ("repeat", ["rh-1"])]

@@ -6,7 +6,7 @@ what each tier was told is read from the outbox rows, as the delivery worker wou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -124,19 +124,26 @@ class Rig:
             record_recipients=self.engine.record_recipients,
         )
 
-    async def fire(self, *, drill: bool = False, room: str = "a101") -> str:
-        labels = {"site": "s", "building": "main", "room": room, "sensor": f"{room}-smoke"}
+    async def fire(
+        self,
+        *,
+        drill: bool = False,
+        room: str = "a101",
+        kind: str = "smoke",
+        severity: Severity = Severity.CRITICAL,
+    ) -> str:
+        labels = {"site": "s", "building": "main", "room": room, "sensor": f"{room}-{kind}"}
         if drill:
             labels["drill_id"] = "d1"
         cond = Condition(
-            rule_id="smoke",
-            rule_kind="smoke",
-            severity=Severity.CRITICAL,
+            rule_id=kind,
+            rule_kind=kind,
+            severity=severity,
             labels=labels,
             active=True,
             at_ns=self.clock.now_ns(),
             value=1.0,
-            summary="烟感报警",
+            summary="烟感报警" if kind == "smoke" else f"{kind} 告警",
         )
         changes = await self.engine.process([cond])
         await self.engine.tick(self.clock.now_ns())  # group wait 0: first notice now
@@ -153,13 +160,18 @@ class Rig:
         return [m for m in self.outbox.all() if m.kind == "escalation"]
 
 
-def make_contacts() -> Contacts:
-    return Contacts(ContactsFile.model_validate(CONTACTS, context={"env": {}}))
+def make_contacts(data: Mapping[str, Any] = CONTACTS) -> Contacts:
+    return Contacts(ContactsFile.model_validate(dict(data), context={"env": {}}))
 
 
-def make_rig(db: StateDB, start: str) -> Rig:
+def make_rig(
+    db: StateDB,
+    start: str,
+    *,
+    data: Mapping[str, Any] = CONTACTS,
+) -> Rig:
     clock = ManualClock(at(start))
-    contacts = make_contacts()
+    contacts = make_contacts(data)
     outbox = Outbox(db, clock, contacts=contacts, names={"a101": "一号库房"})
     sink = _Sink(outbox)
     engine = AlertEngine(db, sink, _Events(), clock, dispatch=DispatchConfig(group_wait_s=0))
@@ -351,3 +363,223 @@ async def test_a_crash_between_enqueue_and_bookkeeping_sends_once(
     # ...but the outbox holds its message once.
     assert [m.contact_id for m in rig.escalations()] == ["keeper-night", "officer-night"]
     assert await rig.advance(10 * MIN, restarted) == ["director"]
+
+
+# --- several people per tier, several severities ----------------------------------------
+
+_PEOPLE = cast(list[dict[str, Any]], CONTACTS["contacts"])
+_ESCALATION = cast(dict[str, Any], CONTACTS["escalation"])
+WIDE = {
+    **CONTACTS,
+    "contacts": [
+        *_PEOPLE,
+        *(
+            {"id": cid, "urls": [f"json://127.0.0.1:9/{cid}"], "routes": []}
+            for cid in ("deputy", "deputy-director")
+        ),
+    ],
+    "escalation": {
+        "rosters": _ESCALATION["rosters"],
+        "policies": [
+            {
+                "severity": "critical",
+                "tiers": [
+                    {"roster": "keepers", "after": "5m"},
+                    # The officer on duty and a named deputy, told together.
+                    {"roster": "security", "contacts": ["deputy"], "after": "10m"},
+                    {"contacts": ["director", "deputy-director"]},
+                ],
+            },
+            {
+                "severity": "warning",
+                "tiers": [
+                    {"roster": "keepers", "after": "30m"},
+                    {"roster": "security"},
+                ],
+            },
+            # No policy for "info": nobody is escalated to.
+        ],
+    },
+}
+
+
+async def test_a_tier_tells_several_people_at_once(db: StateDB) -> None:
+    rig = make_rig(db, "2026-01-06 03:00:00", data=WIDE)
+    alert_id = await rig.fire()
+    assert await rig.advance(0) == ["keeper-night"]
+    assert await rig.advance(5 * MIN) == ["officer-night", "deputy"]  # roster, then named
+    assert await rig.advance(10 * MIN - 1) == []
+    assert await rig.advance(1) == ["director", "deputy-director"]
+    assert await rig.advance(24 * 60 * MIN) == []
+    told = [(m.contact_id, m.subject) for m in rig.escalations()]
+    assert [c for c, _ in told] == [
+        "keeper-night",
+        "officer-night",
+        "deputy",
+        "director",
+        "deputy-director",
+    ]
+    assert all("第 2 级" in subj for c, subj in told if c in ("officer-night", "deputy"))
+    assert rig.manager.steps(alert_id) == [
+        (1, ["keeper-night"]),
+        (2, ["officer-night", "deputy"]),
+        (3, ["director", "deputy-director"]),
+    ]
+    # Every one of them hears of the resolution.
+    await rig.engine.resolve(alert_id, "deputy", "已处理")
+    await rig.advance(1)
+    resolved = sorted(m.contact_id for m in rig.outbox.all() if m.kind == "resolved")
+    assert resolved == sorted(["watch", *[c for c, _ in told]])
+
+
+async def test_each_severity_climbs_its_own_policy(db: StateDB) -> None:
+    rig = make_rig(db, "2026-01-06 03:00:00", data=WIDE)
+    await rig.fire(kind="band", severity=Severity.WARNING)
+    assert await rig.advance(0) == ["keeper-night"]
+    assert await rig.advance(5 * MIN) == []  # the critical policy's 5 minutes do not apply
+    assert await rig.advance(25 * MIN - 1) == []
+    assert await rig.advance(1) == ["officer-night"]  # its own tier 2, 30 minutes on
+    assert await rig.advance(24 * 60 * MIN) == []  # its last tier: no director, no deputy
+    assert [m.contact_id for m in rig.escalations()] == ["keeper-night", "officer-night"]
+
+
+async def test_a_severity_without_a_policy_does_not_escalate(db: StateDB) -> None:
+    rig = make_rig(db, "2026-01-06 03:00:00", data=WIDE)
+    alert_id = await rig.fire(kind="battery_low", severity=Severity.INFO)
+    assert await rig.advance(0) == []
+    assert await rig.advance(24 * 60 * MIN) == []
+    assert rig.escalations() == [] and rig.manager.steps(alert_id) == []
+    # Its routes still tell whoever takes info alerts.
+    assert [m.contact_id for m in rig.outbox.all() if m.kind == "firing"] == ["watch"]
+
+
+# --- muted after the first notice: held, then resumed --------------------------------------
+
+
+async def test_a_silence_set_after_tier_1_stops_the_escalation(db: StateDB) -> None:
+    rig = make_rig(db, "2026-01-06 10:00:00")
+    alert_id = await rig.fire()
+    assert await rig.advance(0) == ["keeper-day"]
+    rig.clock.advance(MIN)
+    silence = await rig.engine.create_silence(
+        ["room=a101"], author="keeper-day", reason="维修", ends_at_ns=at("2026-01-07 00:00")
+    )
+    assert await rig.advance(4 * MIN) == []  # tier 2 was due now
+    assert await rig.advance(10 * MIN) == []  # the director is never paged
+    assert await rig.advance(10 * 60 * MIN) == []
+    assert [m.contact_id for m in rig.escalations()] == ["keeper-day"]
+    [held] = audit.entries(db, action="alert.escalation_held")
+    assert held.target == alert_id and silence.id in held.detail["reason"]
+    assert held.detail["tiers_notified"] == 1
+
+
+async def test_a_confirmed_fire_holds_the_escalation_of_its_rooms_climate_alert(
+    db: StateDB,
+) -> None:
+    rig = make_rig(db, "2026-01-06 03:00:00", data=WIDE)
+    band = await rig.fire(kind="band", severity=Severity.WARNING)
+    assert await rig.advance(0) == ["keeper-night"]
+    rig.clock.advance(MIN)
+    fire = await rig.fire(kind="confirmed_fire")
+    await rig.advance(0)  # the fire's own tier 1
+    for minutes in (5, 10, 45):  # 04:01: the band's tier 2 fell due at 03:30, held
+        await rig.advance(minutes * MIN)
+    about_band = [m.contact_id for m in rig.escalations() if band in m.alert_ids]
+    assert about_band == ["keeper-night"]
+    [held] = audit.entries(db, action="alert.escalation_held")
+    assert held.target == band and fire in held.detail["reason"]
+    # The fire escalates on its own policy meanwhile.
+    assert [t for t, _ in rig.manager.steps(fire)] == [1, 2, 3]
+
+    # The fire is out, the humidity still off: the band's escalation resumes where it was,
+    # with tier 1's full 30 minutes from now, not at once.
+    await rig.engine.resolve(fire, "officer-night", "已扑灭")
+    assert await rig.advance(1) == []
+    assert await rig.advance(30 * MIN - 1) == []
+    assert await rig.advance(1) == ["officer-night"]
+    assert [t for t, _ in rig.manager.steps(band)] == [1, 2]
+
+
+async def test_a_silence_that_expires_resumes_where_it_was_not_all_at_once(
+    db: StateDB,
+) -> None:
+    rig = make_rig(db, "2026-01-06 10:00:00")
+    alert_id = await rig.fire()
+    assert await rig.advance(0) == ["keeper-day"]
+    rig.clock.advance(MIN)
+    await rig.engine.create_silence(
+        ["room=a101"], author="keeper-day", reason="检修半小时", ends_at_ns=at("2026-01-06 10:31")
+    )
+    # Tiers 2 (10:05) and 3 (10:15 had tier 2 gone out) both fall due during the silence.
+    assert await rig.advance(4 * MIN) == []
+    assert await rig.advance(25 * MIN) == []  # 10:30
+    assert await rig.advance(MIN) == []  # 10:31: the silence ends; tier 1 is not told again
+    assert await rig.advance(5 * MIN - 1) == []  # tier 1's full 5 minutes, from 10:31
+    assert await rig.advance(1) == ["officer-day"]  # 10:36: tier 2 alone
+    assert await rig.advance(10 * MIN - 1) == []
+    assert await rig.advance(1) == ["director"]  # 10:46: tier 3 after tier 2's own wait
+    assert [m.contact_id for m in rig.escalations()] == ["keeper-day", "officer-day", "director"]
+    actions = [e.action for e in audit.entries(db, newest_first=False) if e.target == alert_id]
+    assert [a for a in actions if a.startswith("alert.escalat")] == [
+        "alert.escalated",
+        "alert.escalation_held",
+        "alert.escalation_resumed",
+        "alert.escalated",
+        "alert.escalated",
+    ]
+
+
+async def test_an_alert_acknowledged_while_held_never_escalates_again(db: StateDB) -> None:
+    rig = make_rig(db, "2026-01-06 10:00:00")
+    alert_id = await rig.fire()
+    await rig.advance(0)
+    silence = await rig.engine.create_silence(
+        ["room=a101"], author="keeper-day", reason="维修", ends_at_ns=at("2026-01-07 00:00")
+    )
+    assert await rig.advance(10 * MIN) == []
+    await rig.engine.acknowledge(alert_id, "keeper-day", "在修")
+    await rig.engine.expire_silence(silence.id, "keeper-day")
+    assert await rig.advance(24 * 60 * MIN) == []
+    assert [m.contact_id for m in rig.escalations()] == ["keeper-day"]
+
+
+# --- end to end: the acknowledgement link stops the escalation ----------------------------
+
+
+async def test_the_ack_links_post_stops_the_escalation(db: StateDB, tmp_path: Path) -> None:
+    """Tier 1's message carries a link; the keeper opens it and presses the button (the
+    API's POST); the gateway applies the queued acknowledgement; tier 2 is never told."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from alerting.acklink import AckLinks, AckSigner
+    from alerting.ackqueue import AckQueue
+    from api.main import create_app
+    from gateway.settings import Settings
+
+    key, public = bytes(range(32)), "https://archwatch.example.org"
+    rig = make_rig(db, "2026-01-06 03:00:00")
+    links = AckLinks(db, AckSigner(key, rig.clock), public_url=public)
+    rig.outbox.decorate = links.decorate  # as the gateway wires it (alerting.service)
+    alert_id = await rig.fire()
+    assert await rig.advance(0) == ["keeper-night"]
+    [message] = rig.escalations()
+    [token] = re.findall(re.escape(public) + r"/ack/(\S+)", message.body)
+
+    (tmp_path / "signing.key").write_text(key.hex() + "\n", encoding="ascii")
+    settings = Settings(data_dir=tmp_path, public_url=public, timezone="Asia/Shanghai")
+    client = TestClient(create_app(settings, db=db, clock=rig.clock))
+    page = client.get(f"/ack/{token}")
+    assert page.status_code == 200 and "keeper-night" in page.text
+    [nonce] = re.findall(r'name="page_nonce" value="([^"]+)"', page.text)
+    posted = client.post(f"/ack/{token}", data={"token": token, "page_nonce": nonce})
+    assert posted.status_code == 200
+
+    [outcome] = await AckQueue(db, rig.engine).run_once()  # the gateway's next tick
+    assert outcome.status == "done"
+    assert await rig.advance(5 * MIN) == []
+    assert await rig.advance(24 * 60 * MIN) == []
+    assert [m.contact_id for m in rig.escalations()] == ["keeper-night"]
+    [acked] = audit.entries(db, action="alert.acknowledged")
+    assert acked.target == alert_id and acked.actor == "keeper-night"

@@ -15,6 +15,7 @@ from alerting.rules import (
     RULE_KINDS,
     BandRule,
     ThresholdRule,
+    Timing,
     format_duration,
     load_rules,
     parse_duration,
@@ -338,3 +339,63 @@ def test_duration_parser_never_crashes(text: str) -> None:
     except ValueError:
         return
     assert seconds >= 0
+
+
+def test_timing_from_the_rules_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "rules.yaml",
+        """\
+        timing:
+          group_wait: 0s
+          group_interval: 30s
+          repeat_interval: 2h
+        rules:
+        - id: humid
+          kind: band
+          scope: {rooms: [r1], kinds: [humidity]}
+        """,
+    )
+    loaded = load_rules(path, site())
+    assert [r.id for r in loaded.rules] == ["humid"]
+    t = loaded.timing
+    assert (t.group_wait_s, t.group_interval_s, t.repeat_interval_s) == (0, 30, 7200)
+    # Only some set: the others keep the defaults; a plain list: all defaults.
+    partial = write(tmp_path, "p.yaml", "timing: {repeat_interval: 1h}\nrules: []\n")
+    assert load_rules(partial, site()).timing == Timing(repeat_interval=3600)
+    plain = write(tmp_path, "l.yaml", "- {id: humid, kind: band, scope: {rooms: [r1]}}\n")
+    assert load_rules(plain, site()).timing == Timing()
+    assert Timing() == Timing(group_wait="10s", group_interval="1m", repeat_interval="30m")
+
+
+@pytest.mark.parametrize(
+    ("timing", "where", "why"),
+    [
+        ("{group_wait: 1h}", "timing.group_wait", "less than or equal to 600"),
+        ("{group_wait: -5}", "timing.group_wait", "not negative"),
+        ("{group_interval: 0s}", "timing.group_interval", "greater than or equal to 1"),
+        ("{repeat_interval: 30s}", "timing.repeat_interval", "greater than or equal to 60"),
+        ("{repeat_interval: 2d}", "timing.repeat_interval", "less than or equal to 86400"),
+        ("{repeat_interval: soon}", "timing.repeat_interval", "duration"),
+        ("{group_interval: 1h, repeat_interval: 10m}", "timing", "must not be shorter"),
+        ("{group_wiat: 5s}", "timing.group_wiat", "unknown key"),
+        ("[10s]", "timing", "valid dictionary"),
+    ],
+)
+def test_bad_timing_names_file_line_and_field(
+    tmp_path: Path, timing: str, where: str, why: str
+) -> None:
+    text = f"timing: {timing}\nrules:\n- {{id: x, kind: band, for: nope}}\n"
+    path = write(tmp_path, "rules.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_rules(path, site())
+    first, *rest = info.value.problems
+    assert first.startswith(f"{path}:1: {where}: ") and why in first, first
+    assert any(p.startswith(f"{path}:3: [0].for") for p in rest), rest  # rules still checked
+
+
+def test_a_rules_mapping_needs_its_rules_list(tmp_path: Path) -> None:
+    path = write(tmp_path, "rules.yaml", "timing: {group_wait: 5s}\n")
+    with pytest.raises(ConfigError) as info:
+        load_rules(path, site())
+    assert "'rules:'" in "\n".join(info.value.problems)

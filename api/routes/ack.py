@@ -140,26 +140,35 @@ def _bad_form(ctx: AppContext, request: Request) -> Response:
 @router.head("/ack/code", response_class=HTMLResponse, include_in_schema=False)
 @router.get("/ack/code", response_class=HTMLResponse)
 async def code_page(request: Request, ctx: Context) -> Response:
-    """The form for SMS recipients: contact id and the code from the message."""
+    """The form for SMS recipients: the code from the message (it alone names the alert
+    and the person)."""
     return _page(ctx, request, "ack_code.html", 200, max_note=MAX_NOTE_CHARS)
 
 
 @router.post("/ack/code", response_class=HTMLResponse)
 async def code_submit(request: Request, ctx: Context) -> Response:
-    """Acknowledge with a short code."""
+    """Acknowledge with a short code (a ``contact`` field, optional, must then match)."""
     if not _same_origin(ctx, request):
         return _cross_origin(ctx, request)
     form = await _form(request)
     if form is None:
         return _bad_form(ctx, request)
-    contact = form.get("contact", "").strip()
-    code = form.get("code", "").strip()
+    contact = form.get("contact", "").strip() or None
+    code = form.get("code", "").strip()[:64]
     note = form.get("note", "")[:MAX_NOTE_CHARS]
-    check = await asyncio.to_thread(ctx.links.acknowledge_by_code, code, contact, note)
+    address = request.client.host if request.client else None
+    check = await asyncio.to_thread(
+        ctx.links.acknowledge_by_code, code, contact, note, address=address
+    )
     if not check.ok:
         return _error(ctx, request, check)
     return _page(
-        ctx, request, "ack_done.html", 200, who=contact, alert=_alert_view(ctx, check.alert)
+        ctx,
+        request,
+        "ack_done.html",
+        200,
+        who=check.contact_id,
+        alert=_alert_view(ctx, check.alert),
     )
 
 
