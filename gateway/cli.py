@@ -268,6 +268,7 @@ def demo(
     """Simulate the demo building on loopback and run the whole gateway against it, with the
     API and console on loopback (address and, on first use, an admin password on stderr)."""
     from gateway.demo import run_demo
+    from gateway.single import GatewayLockError
 
     setup_logging("WARNING" if log_level.upper() == "INFO" else log_level)
     # The demo may run with placeholder secrets: it never calls settings.check_secrets().
@@ -278,6 +279,9 @@ def demo(
         )
     except ConfigError as exc:
         _fail(exc)
+    except GatewayLockError as exc:
+        click.echo(f"error: the demo cannot start: {exc}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         return
     click.echo(json.dumps(summary, ensure_ascii=False))
