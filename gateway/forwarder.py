@@ -1,10 +1,25 @@
-"""The forwarder: moves spooled readings to the store, in time order, losing none.
+"""The forwarder: moves spooled readings to the store, in time order, losing none and
+sending none twice.
 
 A batch is marked sent only after the store accepted it whole. While the store is down the
 same batch is retried with exponential backoff (or after the server's ``Retry-After``), never
 skipping ahead, and readings keep piling up safely in the spool. A batch the store refuses as
 bad (HTTP 400) is bisected until the offending reading(s) are isolated; those go to the dead
 letter table, everything else is stored.
+
+Exactly once on the write path. Before a batch is sent its rows are marked in flight in the
+spool (durably). Whenever the outcome of a write is unknown -- rows found in flight when the
+forwarder starts (the last process died mid-write, or after the store accepted the batch and
+before the spool recorded it), a timeout, a connection lost after the request went out, a
+5xx, a partial write (400) -- the batch is never sent again blindly: the forwarder asks the
+store which of its readings it already holds (``Store.present``), marks those sent and sends
+only the rest. If the store cannot answer that question it waits with the same backoff and
+asks again; it neither drops nor re-sends. A write that certainly had no effect (connection
+refused, 401/403/404/429, refused before sending) is retried as it is. The one assumption:
+a write the store has not answered is settled at the store by the time the store answers the
+later question (InfluxDB applies a write before it replies and the question comes after the
+backoff wait); a store still applying a request it received before the client gave up on it
+could apply it after that answer.
 
 Logging follows state changes: an outage is logged once at WARNING when it starts, at DEBUG
 while it lasts, and its end at INFO with how long it lasted and how many rows were queued.
@@ -34,6 +49,19 @@ def _reason(exc: Exception) -> str:
             return "bad_request"
         return "retryable" if exc.retryable else "error"
     return "unexpected"
+
+
+def _maybe_applied(exc: Exception) -> bool:
+    """Whether a failed write may have taken effect at the store (unknown errors: yes)."""
+    return exc.maybe_applied if isinstance(exc, StoreError) else True
+
+
+class _CheckFailed(Exception):
+    """Asking the store which readings it holds failed; ``cause`` is why."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclass
@@ -80,6 +108,16 @@ class Forwarder:
         metrics.describe("store_write_errors", "counter", "Failed store write requests")
         metrics.describe("spool_depth", "gauge", "Readings waiting in the spool")
         metrics.describe("dead_lettered", "counter", "Readings the store refused as bad")
+        metrics.describe(
+            "store_check_errors",
+            "counter",
+            "Failed queries asking the store which readings of an unconfirmed write it holds",
+        )
+        metrics.describe(
+            "readings_reconciled",
+            "counter",
+            "Readings of an unconfirmed write found already stored, so not sent again",
+        )
 
     @property
     def in_outage(self) -> bool:
@@ -105,26 +143,47 @@ class Forwarder:
                 await self._sleep(self._poll_interval)
 
     async def drain_once(self) -> int:
-        """Forward one batch, retrying through store outages; returns readings stored."""
+        """Forward one batch, retrying through store outages; returns readings stored (those
+        found already stored after an unconfirmed write included)."""
         return await self._drain() or 0
 
     async def _drain(self) -> int | None:
         """``drain_once``, but None when the spool was empty (time to wait for more)."""
         await self._update_depth()
-        batch = await self._spool.next_batch(self._batch_size)
+        # Rows left in flight (by a process killed mid-write, or a cancelled drain) come
+        # first, and the store is asked about them before anything is sent.
+        batch = await self._spool.in_flight(self._batch_size)
+        unknown = bool(batch)
         if not batch:
-            return None
+            batch = await self._spool.next_batch(self._batch_size)
+            if not batch:
+                return None
+            await self._spool.mark_in_flight(p.id for p in batch)
         progress = _Progress()
         attempt = 0
         while True:
             # Only what is still unsent: a bisection may have settled some halves already.
             pending = [p for p in batch if p.id not in progress.settled]
             try:
-                await self._write(pending, progress)
+                if unknown:
+                    pending = await self._reconcile(pending, progress)
+                    unknown = False
+                if pending:
+                    await self._write(pending, progress)
+            except _CheckFailed as failed:  # the store cannot say: ask again, send nothing
+                exc = failed.cause
+                attempt += 1
+                unknown = True
+                self._metrics.inc("store_check_errors", reason=_reason(exc))
+                self._note_outage(exc, attempt, "store check")
+                await self._sleep(self._delay(exc, attempt))
+                await self._update_depth()
             except Exception as exc:  # anything but a refused reading: retry the same batch
                 attempt += 1
+                # Sent, maybe applied: ask the store before anything is sent again.
+                unknown = _maybe_applied(exc)
                 self._metrics.inc("store_write_errors", reason=_reason(exc))
-                self._note_outage(exc, attempt)
+                self._note_outage(exc, attempt, "store write")
                 await self._sleep(self._delay(exc, attempt))
                 await self._update_depth()
             else:
@@ -135,6 +194,35 @@ class Forwarder:
 
     # -- writing -----------------------------------------------------------------------------
 
+    async def _reconcile(
+        self, batch: list[SpooledReading], progress: _Progress
+    ) -> list[SpooledReading]:
+        """Mark sent what the store already holds of ``batch``; return the rest, to send.
+
+        Raises _CheckFailed when the store cannot answer: then nothing may be sent.
+        """
+        try:
+            held = await self._store.present([p.reading for p in batch])
+        except Exception as exc:
+            raise _CheckFailed(exc) from exc
+        stored = [p for p in batch if p.reading.key in held]
+        if stored:
+            await self._spool.mark_sent(p.id for p in stored)
+            progress.settled.update(p.id for p in stored)
+            progress.stored += len(stored)
+            self._metrics.inc("readings_stored", len(stored))
+            self._metrics.inc("readings_reconciled", len(stored))
+        # A write found applied is rare (a crash or a lost answer) and worth seeing; finding
+        # nothing is the usual answer during an outage and would repeat on every retry.
+        log.log(
+            logging.INFO if stored else logging.DEBUG,
+            "unconfirmed write of %d readings: the store already holds %d; sending %d",
+            len(batch),
+            len(stored),
+            len(batch) - len(stored),
+        )
+        return [p for p in batch if p.reading.key not in held]
+
     async def _write(self, batch: list[SpooledReading], progress: _Progress) -> None:
         """Write ``batch`` in one request; on a bad request bisect it to find the bad ones."""
         try:
@@ -143,6 +231,12 @@ class Forwarder:
             if not exc.bad_request:
                 raise
             self._metrics.inc("store_write_errors", reason="bad_request")
+            if exc.maybe_applied and len(batch) > 1:
+                # A partial write (InfluxDB keeps the good points of a refused batch): settle
+                # what was stored so that the halves below never carry it again.
+                batch = await self._reconcile(batch, progress)
+                if not batch:
+                    return
             if len(batch) == 1:
                 await self._dead_letter(batch[0], str(exc))
                 progress.settled.add(batch[0].id)
@@ -177,17 +271,18 @@ class Forwarder:
         delay: float = self._backoff_initial * 2 ** (attempt - 1)
         return min(self._backoff_max, delay)
 
-    def _note_outage(self, exc: Exception, attempt: int) -> None:
+    def _note_outage(self, exc: Exception, attempt: int, what: str) -> None:
         if self._outage_since is None:
             self._outage_since = self._clock.monotonic()
             log.warning(
-                "store write failed (%s): %s; readings stay in the spool and are retried",
+                "%s failed (%s): %s; readings stay in the spool and are retried",
+                what,
                 _reason(exc),
                 exc,
                 exc_info=not isinstance(exc, StoreError),
             )
         else:
-            log.debug("store still failing (attempt %d): %s", attempt, exc)
+            log.debug("store still failing (attempt %d, %s): %s", attempt, what, exc)
 
     async def _note_recovery(self, stored: int) -> None:
         assert self._outage_since is not None

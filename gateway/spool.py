@@ -9,6 +9,13 @@ Rows stay after they are forwarded (marked sent) for the de-duplication window, 
 redelivered after its first copy reached the store is still recognised; ``purge`` then removes
 them. Readings the store refuses outright move to the ``dead_letter`` table and are kept.
 
+Before the forwarder sends a batch it marks the batch's rows in flight (``mark_in_flight``,
+the ``in_flight`` table, committed like every other change); ``mark_sent`` and
+``dead_letter`` clear the mark in the same transaction that settles the rows. A row still
+marked in flight when a process starts (``in_flight``) was perhaps written to the store by a
+process that died before it could record the answer: the forwarder asks the store which of
+those it holds instead of sending them again, which makes the write path exactly once.
+
 All SQLite work runs on one dedicated thread: the event loop never blocks on disk, and the
 connection is only ever touched by the thread that opened it.
 """
@@ -44,6 +51,10 @@ CREATE TABLE IF NOT EXISTS spool (
 CREATE UNIQUE INDEX IF NOT EXISTS spool_key ON spool (sensor, ts_ns, drill_id);
 CREATE INDEX IF NOT EXISTS spool_unsent ON spool (ts_ns, id) WHERE sent_ns IS NULL;
 CREATE INDEX IF NOT EXISTS spool_sent ON spool (sent_ns) WHERE sent_ns IS NOT NULL;
+-- Rows of the batch being written: the store may hold them although they are not marked sent.
+CREATE TABLE IF NOT EXISTS in_flight (
+    id INTEGER PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY,
     sensor TEXT NOT NULL,
@@ -143,11 +154,37 @@ class Spool:
         )
         return [SpooledReading(row[0], Reading.from_json(json.loads(row[1]))) for row in rows]
 
+    def _in_flight(self, limit: int) -> list[SpooledReading]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT spool.id, spool.body FROM in_flight JOIN spool ON spool.id = in_flight.id"
+                " WHERE spool.sent_ns IS NULL ORDER BY spool.ts_ns, spool.id LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [SpooledReading(row[0], Reading.from_json(json.loads(row[1]))) for row in rows]
+
+    def _mark_in_flight(self, ids: Sequence[int]) -> int:
+        return self._changes(
+            "INSERT OR IGNORE INTO in_flight (id)"
+            " SELECT id FROM spool WHERE id = ? AND sent_ns IS NULL",
+            [(i,) for i in ids],
+        )
+
     def _mark_sent(self, ids: Sequence[int]) -> int:
         now = self._clock.now_ns()
-        changed = self._changes(
-            "UPDATE spool SET sent_ns = ? WHERE id = ? AND sent_ns IS NULL", [(now, i) for i in ids]
-        )
+
+        def work(conn: sqlite3.Connection) -> int:
+            changed = conn.executemany(
+                "UPDATE spool SET sent_ns = ? WHERE id = ? AND sent_ns IS NULL",
+                [(now, i) for i in ids],
+            ).rowcount
+            conn.executemany("DELETE FROM in_flight WHERE id = ?", [(i,) for i in ids])
+            return changed
+
+        changed = self._transaction(work)
         self._depth -= changed
         return changed
 
@@ -162,9 +199,11 @@ class Spool:
                 " FROM spool WHERE id = ? AND sent_ns IS NULL",
                 ((reason, now, i) for i in ids),
             )
-            return conn.executemany(
+            moved = conn.executemany(
                 "DELETE FROM spool WHERE id = ? AND sent_ns IS NULL", ((i,) for i in ids)
             ).rowcount
+            conn.executemany("DELETE FROM in_flight WHERE id = ?", ((i,) for i in ids))
+            return moved
 
         moved = self._transaction(work)
         self._depth -= moved
@@ -216,13 +255,24 @@ class Spool:
         """Up to ``limit`` unsent readings, oldest source timestamp first, ties by arrival."""
         return await self._run(self._next_batch, limit)
 
+    async def mark_in_flight(self, ids: Iterable[int]) -> int:
+        """Record, durably, that these unsent readings are about to be written to the store;
+        returns how many were newly marked. ``mark_sent`` and ``dead_letter`` clear it."""
+        return await self._run(self._mark_in_flight, list(ids))
+
+    async def in_flight(self, limit: int) -> list[SpooledReading]:
+        """Up to ``limit`` unsent readings marked in flight, oldest first: the store may or
+        may not hold them (a crash or an unanswered write came between)."""
+        return await self._run(self._in_flight, limit)
+
     async def mark_sent(self, ids: Iterable[int]) -> int:
-        """Mark readings as stored; they stay for de-duplication until ``purge``. Returns how
-        many were unsent."""
+        """Mark readings as stored (clearing their in-flight mark); they stay for
+        de-duplication until ``purge``. Returns how many were unsent."""
         return await self._run(self._mark_sent, list(ids))
 
     async def dead_letter(self, ids: Iterable[int], reason: str) -> int:
-        """Move unsent readings to the ``dead_letter`` table with ``reason``; returns how many."""
+        """Move unsent readings to the ``dead_letter`` table with ``reason`` (clearing their
+        in-flight mark); returns how many."""
         return await self._run(self._dead_letter, list(ids), reason)
 
     async def depth(self) -> int:

@@ -59,13 +59,14 @@ def main() -> None:
             if hasattr(collector, "ack_on_receipt"):
                 collector.ack_on_receipt = args.ack_on_receipt
         if args.spool_delay:
-            append = gateway.spool.append
+            # The pipeline commits through append_each: that is the call to slow down.
+            append_each = gateway.spool.append_each
 
-            async def slow_append(readings: Sequence[Reading]) -> tuple[int, int]:
+            async def slow_append_each(readings: Sequence[Reading]) -> list[bool]:
                 await asyncio.sleep(args.spool_delay)
-                return await append(readings)
+                return await append_each(readings)
 
-            gateway.spool.append = slow_append  # type: ignore[method-assign]
+            gateway.spool.append_each = slow_append_each  # type: ignore[method-assign]
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -324,6 +325,7 @@ async def test_influxdb_link_fault_loses_nothing(
         await publish_for(r, 0.5)
         await all_stored(r)
         errors = r.gateway.metrics.total("store_write_errors")
+        reconciled = r.gateway.metrics.total("readings_reconciled")
         during = [t for t in proxy.attempts if mark <= t < cleared]
 
     assert_memory_bounded(r)
@@ -336,6 +338,10 @@ async def test_influxdb_link_fault_loses_nothing(
     assert r.peaks.spool_depth > in_memory, r.peaks
     if mode is Mode.RESET:
         assert_backoff(during, STORE_BACKOFF_S[0])
+    if mode is Mode.HALF_OPEN and direction is Direction.TO_CLIENT:
+        # InfluxDB applied writes whose answers never came back: the gateway found them
+        # stored when it asked, instead of sending them again.
+        assert reconciled >= 1
     if mode is Mode.DROP_NEW:
         # Refused attempts never reach the proxy; the error count shows they were spaced:
         # at most one per first wait, over the fault and its end.
@@ -390,3 +396,75 @@ async def test_broker_restart_under_load_with_a_queued_backlog_loses_nothing(
 
 async def _all_acked(r: Rig) -> bool:
     return r.publisher.unacked == 0
+
+
+def _broker_setting(broker: SecureMosquitto, key: str) -> str:
+    """A setting of the production configuration the broker runs (paths rewritten)."""
+    for line in broker.config.read_text(encoding="utf-8").splitlines():
+        words = line.split(maxsplit=1)
+        if len(words) == 2 and words[0] == key:
+            return words[1].strip()
+    raise AssertionError(f"{broker.config} sets no {key}")
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """Identity of the persistence file: Mosquitto writes a new file and renames it over the
+    old one, so each save changes the inode (and the mtime)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+async def test_broker_killed_after_an_autosave_keeps_the_offline_gateways_backlog(
+    tmp_path: Path,
+    secure_mosquitto: SecureMosquitto,
+    influx: InfluxServer,
+    proxies: Callable[[int], FaultProxy],
+) -> None:
+    """SIGTERM makes Mosquitto save on the way out, so the restart above never needs the
+    periodic save. SIGKILL leaves only what the autosave (``autosave_interval`` of
+    deploy/mosquitto/mosquitto.conf) wrote: the backlog queued for the offline gateway's
+    persistent session must be in it, and reach InfluxDB once the gateway is back."""
+    broker = secure_mosquitto
+    autosave_s = float(_broker_setting(broker, "autosave_interval"))
+    db = Path(_broker_setting(broker, "persistence_location")) / "mosquitto.db"
+    proxy = proxies(broker.port)
+    gateway_url = f"mqtt://{GATEWAY_USER}:{broker.gateway_password}@127.0.0.1:{proxy.port}"
+    async with rig(
+        tmp_path,
+        name="broker-sigkill",
+        influx=influx,
+        broker_url=gateway_url,
+        influx_url=influx.url,
+        publish_port=broker.port,
+        publisher_login=("mq-0", broker.password_of("mq-0")),
+    ) as r:
+        await publish_for(r, 0.5)
+        await wait_for(lambda: _some_stored(r), what="readings flowing")
+        # The gateway goes offline: the broker queues its readings in the session.
+        await proxy.aset_mode(Mode.DROP_NEW)
+        await asyncio.to_thread(proxy.kill_connections)
+        await publish_for(r, 1.0)
+        # Every message acknowledged: the device holds no copy to send again, so from here
+        # on the broker's queue is the only one.
+        await wait_for(lambda: _all_acked(r), what="the broker took every message")
+        queued = r.published_readings - int(r.gateway.metrics.total("readings_received"))
+        assert queued > 0
+        # A save that ends after this point began after the last message was queued (the
+        # broker queues a message before it acknowledges it, and saves between messages).
+        before = _file_state(db)
+
+        async def saved() -> bool:
+            now = _file_state(db)
+            return now is not None and now != before
+
+        await wait_for(saved, timeout=3 * autosave_s + 10, what="an autosave of the backlog")
+        await asyncio.to_thread(broker.stop, signal.SIGKILL)
+        assert r.publisher.unacked == 0
+        await asyncio.to_thread(broker.start)  # the same configuration and persistence file
+        await proxy.aset_mode(Mode.PASS)
+        await all_stored(r)
+        assert r.collector.connections >= 2
+    assert_memory_bounded(r)

@@ -37,7 +37,13 @@ def series(n: int, *, start_ns: int = BASE.ts_ns, sensor: str = "t1") -> list[Re
 
 
 def outage(message: str = "connection refused", retry_after: float | None = None) -> StoreError:
-    return StoreError(message, retryable=True, retry_after=retry_after)
+    """A failure that certainly wrote nothing (connection refused, 429): retried as it is."""
+    return StoreError(message, retryable=True, retry_after=retry_after, maybe_applied=False)
+
+
+def lost_answer(message: str = "no answer within 10 s") -> StoreError:
+    """A failure after the request went out: the store may have applied it."""
+    return StoreError(message, retryable=True)
 
 
 class FakeStore:
@@ -45,15 +51,22 @@ class FakeStore:
 
     ``script``: errors to raise on the next write calls, in order (None = behave normally).
     ``down``: while set, every write fails as an outage. ``bad``: keys of readings the store
-    refuses; a request containing one fails whole with a bad request, like InfluxDB's 400.
+    refuses; a request containing one fails whole with a bad request, like InfluxDB's 400
+    (with ``partial_writes``, like InfluxDB 1.8 it keeps the good readings of that request).
+    ``lose_answers``: the next that many writes are applied, then fail as if the answer was
+    lost (timeout, reset). ``checks_down``: while set, ``present`` cannot answer.
     """
 
     def __init__(self) -> None:
         self.stored: list[Reading] = []
         self.requests: list[list[Reading]] = []
+        self.checks: list[list[Reading]] = []
         self.script: list[StoreError | None] = []
         self.down = False
+        self.checks_down = False
         self.bad: set[tuple[str, int, str]] = set()
+        self.partial_writes = False
+        self.lose_answers = 0
 
     async def write_readings(self, readings: Sequence[Reading]) -> None:
         self.requests.append(list(readings))
@@ -64,10 +77,22 @@ class FakeStore:
         if self.down:
             raise outage()
         if any(r.key in self.bad for r in readings):
+            if self.partial_writes:
+                self.stored.extend(r for r in readings if r.key not in self.bad)
             raise StoreError(
                 "HTTP 400: partial write: field type conflict", retryable=False, bad_request=True
             )
         self.stored.extend(readings)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise lost_answer()
+
+    async def present(self, readings: Sequence[Reading]) -> set[tuple[str, int, str]]:
+        self.checks.append(list(readings))
+        if self.checks_down or self.down:
+            raise lost_answer("query: connection refused")
+        held = set(self.stored)
+        return {r.key for r in readings if r in held}
 
     async def write_events(self, events: Sequence[Event]) -> None:
         raise NotImplementedError
@@ -385,3 +410,160 @@ async def wait_for_async(condition: Callable[[], Awaitable[bool]]) -> None:
             if await condition():
                 return
             await asyncio.sleep(0.01)
+
+
+# -- exactly once: writes whose outcome is unknown ----------------------------------------
+
+
+async def test_a_write_applied_whose_answer_was_lost_is_not_sent_again(
+    spool: Spool, store: FakeStore, clock: ManualClock, metrics: Metrics, sleep: FakeSleep
+) -> None:
+    readings = series(50)
+    await spool.append(readings)
+    store.lose_answers = 1  # applied, then a timeout: the forwarder cannot know which
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 50
+    assert store.requests == [readings]  # sent once, never again
+    assert store.stored == readings
+    assert store.checks == [readings]  # asked before anything could be re-sent
+    assert await spool.depth() == 0
+    assert await spool.in_flight(100) == []
+    assert metrics.get("readings_stored") == 50
+    assert metrics.get("readings_reconciled") == 50
+    assert sleep.calls == [0.5]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(lost_answer(), id="timeout"),
+        pytest.param(StoreError("HTTP 500: internal error", retryable=True), id="http-500"),
+        pytest.param(RuntimeError("unexpected"), id="unknown-exception"),
+    ],
+)
+async def test_an_unknown_outcome_is_checked_and_only_the_missing_readings_are_sent(
+    spool: Spool,
+    store: FakeStore,
+    clock: ManualClock,
+    metrics: Metrics,
+    sleep: FakeSleep,
+    error: Exception,
+) -> None:
+    readings = series(20)
+    await spool.append(readings)
+    store.stored = readings[:5]  # say a proxy passed on part of the request before failing
+
+    async def fail_first(rs: Sequence[Reading]) -> None:
+        store.write_readings = original  # type: ignore[method-assign]
+        store.requests.append(list(rs))
+        raise error
+
+    original = store.write_readings
+    store.write_readings = fail_first  # type: ignore[method-assign]
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 20
+    assert store.requests == [readings, readings[5:]]
+    assert store.stored == readings  # each reading once
+    assert metrics.get("readings_reconciled") == 5
+
+
+async def test_while_the_store_cannot_say_what_it_holds_nothing_is_sent(
+    spool: Spool, store: FakeStore, clock: ManualClock, metrics: Metrics, sleep: FakeSleep
+) -> None:
+    readings = series(10)
+    await spool.append(readings)
+    store.lose_answers = 1
+    store.checks_down = True
+
+    async def recover(n: int) -> None:
+        if n == 4:
+            store.checks_down = False
+
+    sleep.hook = recover
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 10
+    assert store.requests == [readings]  # no blind re-send while the answer was unknown
+    assert store.stored == readings
+    assert len(store.checks) == 4  # three failed questions, then the answer
+    assert sleep.calls == [0.5, 1.0, 2.0, 4.0]  # the same backoff as an outage
+    assert metrics.get("store_check_errors", reason="retryable") == 3
+    assert await spool.dead_letter_count() == 0
+
+
+async def test_a_write_that_certainly_failed_is_sent_again_without_asking(
+    spool: Spool, store: FakeStore, clock: ManualClock, metrics: Metrics, sleep: FakeSleep
+) -> None:
+    readings = series(10)
+    await spool.append(readings)
+    store.script = [outage("HTTP 429", retry_after=1.0), outage()]
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 10
+    assert store.requests == [readings] * 3
+    assert store.checks == []
+    assert store.stored == readings
+
+
+async def test_readings_left_in_flight_by_a_dead_process_are_checked_before_sending(
+    spool: Spool, store: FakeStore, clock: ManualClock, metrics: Metrics, sleep: FakeSleep
+) -> None:
+    """The previous process marked a batch in flight and died: this one sends only what the
+    store does not hold, then carries on with the rest of the spool."""
+    readings = series(30)
+    await spool.append(readings)
+    dead_batch = await spool.next_batch(10)
+    assert await spool.mark_in_flight(p.id for p in dead_batch) == 10
+    store.stored = readings[:6]  # the store applied part of it (or all, or none)
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep, batch_size=10)
+
+    assert await drain(forwarder) == 30
+    assert store.checks == [readings[:10]]  # only the batch in flight is asked about
+    assert store.requests == [readings[6:10], readings[10:20], readings[20:30]]
+    assert store.stored == readings
+    assert sleep.calls == []
+
+
+async def test_a_spool_failure_after_the_store_accepted_does_not_send_again(
+    spool: Spool, store: FakeStore, clock: ManualClock, metrics: Metrics, sleep: FakeSleep
+) -> None:
+    """The store accepted the batch, then recording it in the spool failed (disk full)."""
+    readings = series(10)
+    await spool.append(readings)
+    mark_sent = spool.mark_sent
+
+    async def fail_once(ids: Any) -> int:
+        spool.mark_sent = mark_sent  # type: ignore[method-assign]
+        raise OSError("disk full")
+
+    spool.mark_sent = fail_once  # type: ignore[method-assign]
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 10
+    assert store.requests == [readings]
+    assert store.stored == readings
+    assert await spool.depth() == 0
+
+
+async def test_a_partial_write_keeps_the_good_readings_and_sends_none_twice(
+    spool: Spool, store: FakeStore, clock: ManualClock, metrics: Metrics, sleep: FakeSleep
+) -> None:
+    """InfluxDB 1.8 answers a field type conflict with 400 "partial write" after storing the
+    other points of the request: bisecting blindly would send those again."""
+    readings = series(100)
+    store.bad = {readings[37].key, readings[80].key}
+    store.partial_writes = True
+    await spool.append(readings)
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 98
+    sent = [r.key for request in store.requests for r in request]
+    good = [r for i, r in enumerate(readings) if i not in (37, 80)]
+    assert sorted(store.stored, key=lambda r: r.ts_ns) == good
+    assert len(store.stored) == 98  # none stored (sent) twice
+    assert all(sent.count(r.key) == 1 for r in good)
+    assert await spool.dead_letter_count() == 2
+    assert await spool.depth() == 0
+    assert metrics.get("dead_lettered") == 2

@@ -181,6 +181,34 @@ async def test_mark_sent_twice_does_not_corrupt_the_depth(spool: Spool) -> None:
     assert await spool.depth() == 1
 
 
+async def test_in_flight_marks_survive_reopen_and_clear_when_settled(
+    data_dir: Path, clock: ManualClock
+) -> None:
+    """What a process was writing when it died is still known to the next one."""
+    path = DataDir(data_dir).spool
+    readings = series(6)
+    first = Spool(path, clock=clock)
+    await first.append(readings)
+    batch = await first.next_batch(4)
+    assert await first.mark_in_flight(b.id for b in batch) == 4
+    assert await first.mark_in_flight(b.id for b in batch) == 0  # already marked
+    await first.close()
+
+    again = Spool(path, clock=clock)
+    try:
+        in_flight = await again.in_flight(100)
+        assert [b.reading for b in in_flight] == readings[:4]
+        assert [b.reading for b in await again.in_flight(2)] == readings[:2]  # oldest first
+        assert await again.depth() == 6  # still unsent: in flight is not stored
+        await again.mark_sent([in_flight[0].id, in_flight[1].id])
+        await again.dead_letter([in_flight[2].id], "HTTP 400")
+        assert [b.reading for b in await again.in_flight(100)] == readings[3:4]
+        # A sent or dead-lettered reading cannot be marked in flight.
+        assert await again.mark_in_flight([in_flight[0].id, in_flight[2].id]) == 0
+    finally:
+        await again.close()
+
+
 async def test_spool_uses_wal(data_dir: Path, spool: Spool) -> None:
     await spool.append(series(1))
     with sqlite3.connect(DataDir(data_dir).spool) as db:

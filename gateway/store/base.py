@@ -4,6 +4,11 @@ Schema (README, "Storage schema"): measurement ``readings`` with field ``value``
 site, building, room, device, sensor, kind, storage_class (+ drill_id on simulated
 readings); measurement ``events`` with fields title, text and tags kind, severity and the
 place (site, building, room, device, sensor, alert_id, drill_id) where known.
+
+Exactly once on the write path: a write whose outcome is unknown (a timeout, a connection
+reset after the request went out, a 5xx, a partial write) is never simply sent again. The
+forwarder first asks ``present`` which of the batch's readings the store already holds and
+sends only the others; ``StoreError.maybe_applied`` tells it when that question is needed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ class StoreError(Exception):
     ``retryable``: try the same batch again later (outage, 429, 5xx), after ``retry_after``
     seconds when the server said so. ``bad_request``: the server refused the data itself
     (HTTP 400); retrying cannot help, so the spool dead-letters it.
+
+    ``maybe_applied`` (writes only): the store may have applied the write, in whole or in
+    part, although it did not say so: a timeout or a connection lost after the request was
+    sent, a 5xx, InfluxDB's "partial write" 400. True unless the request certainly never
+    took effect (refused before sending, connection refused, 401/403/404/429), so an error
+    raised by code that does not know is treated as the cautious case.
     """
 
     def __init__(
@@ -39,11 +50,13 @@ class StoreError(Exception):
         retryable: bool,
         bad_request: bool = False,
         retry_after: float | None = None,
+        maybe_applied: bool = True,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.bad_request = bad_request
         self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,14 @@ class Store(Protocol):
         ...
 
     async def write_events(self, events: Sequence[Event]) -> None: ...
+
+    async def present(self, readings: Sequence[Reading]) -> set[tuple[str, int, str]]:
+        """The keys (``Reading.key``) of those ``readings`` the store already holds exactly:
+        same measurement, same tag set (drill_id included), same timestamp to the
+        nanosecond and same value. Used after a write whose outcome is unknown, to send
+        only what is missing; raise StoreError when the store cannot answer (never guess).
+        """
+        ...
 
     async def latest(self, flt: ReadingFilter) -> list[Reading]:
         """The newest reading of each sensor matching ``flt``."""

@@ -4,6 +4,10 @@ It keeps InfluxDB's semantics so the two back ends are interchangeable: a readin
 (sensor, timestamp, drill id) and writing the same key again overwrites it; series buckets
 are aligned to the epoch and empty ones are None. The file is in WAL mode with a busy
 timeout, so the gateway and the API can open it at once from two processes.
+
+``present`` answers which readings of a batch the file already holds (key, tags and value),
+so that the forwarder, after a write whose outcome it could not see, writes only the rest:
+exactly once, as with InfluxDB.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -221,6 +226,27 @@ class EmbeddedStore:
                 )
 
         await self._run(f"writing {len(events)} events", write)
+
+    async def present(self, readings: Sequence[Reading]) -> set[tuple[str, int, str]]:
+        """Keys of ``readings`` held with the same tags and value (primary-key lookups)."""
+        if not readings:
+            return set()
+        wanted = list(readings)
+        sql = (
+            f"SELECT {_READING_COLUMNS} FROM readings"  # noqa: S608
+            " WHERE sensor = ? AND ts_ns = ? AND drill_id = ?"
+        )
+
+        def query(conn: sqlite3.Connection) -> set[tuple[str, int, str]]:
+            found: set[tuple[str, int, str]] = set()
+            for r in wanted:
+                row = conn.execute(sql, r.key).fetchone()
+                # Reading equality covers every tag, the value, the time and the drill id.
+                if row is not None and _reading(row) == replace(r, drill_id=r.drill_id or None):
+                    found.add(r.key)
+            return found
+
+        return await self._run(f"checking {len(wanted)} readings", query)
 
     # --- reads --------------------------------------------------------------------------
 

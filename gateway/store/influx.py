@@ -6,11 +6,17 @@ Works with InfluxDB 1.8 (``/api/v2/write`` and ``/query`` compatibility endpoint
 1.8 takes ``user:password`` in the same header, on ``/query`` as on ``/api/v2/write``
 (checked against influxd 1.8.10 with auth-enabled), so one scheme serves every version and
 the password never appears in a URL.
+
+Exactly once on the write path: ``write_readings`` says, through
+``StoreError.maybe_applied``, whether a failed write may have been applied anyway (timeout,
+connection lost after sending, 5xx, partial write), and ``present`` answers which readings
+InfluxDB already holds, with InfluxQL through ``/query`` (epoch=ns, the exact tag set and
+value), so the forwarder re-sends only what is missing and no line reaches InfluxDB twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -50,6 +56,12 @@ _FUNCTIONS = {
 }
 
 Row = dict[str, Any]
+Key = tuple[str, int, str]
+
+# ``present`` sends its InfluxQL statements in the body of a POST, a bounded number at a time:
+# a 5000-reading batch of 1000 sensors makes 1000 statements, far beyond a safe URL.
+MAX_PRESENT_STATEMENTS = 200
+MAX_PRESENT_QUERY_CHARS = 64_000
 
 
 def _where(flt: ReadingFilter, start_ns: int | None = None, end_ns: int | None = None) -> str:
@@ -146,7 +158,10 @@ class InfluxStore:
         try:
             lines = [reading_line(r) for r in readings]
         except LineProtocolError as exc:
-            raise StoreError(f"{action}: {exc}", retryable=False, bad_request=True) from None
+            # Refused before anything was sent: certainly not applied.
+            raise StoreError(
+                f"{action}: {exc}", retryable=False, bad_request=True, maybe_applied=False
+            ) from None
         await self._write(lines, action)
 
     async def write_events(self, events: Sequence[Event]) -> None:
@@ -154,7 +169,9 @@ class InfluxStore:
         try:
             lines = [event_line(e) for e in events]
         except LineProtocolError as exc:
-            raise StoreError(f"{action}: {exc}", retryable=False, bad_request=True) from None
+            raise StoreError(
+                f"{action}: {exc}", retryable=False, bad_request=True, maybe_applied=False
+            ) from None
         await self._write(lines, action)
 
     async def _write(self, lines: list[str], action: str) -> None:
@@ -172,8 +189,46 @@ class InfluxStore:
             raise self._http_error(
                 int(exc.status or 0), exc.headers or {}, exc.body, action
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            # No connection was made, so no byte of the request left: certainly not applied.
+            raise self._unreachable(action, exc, maybe_applied=False) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # A timeout or a connection lost once the request may have gone out: InfluxDB
+            # may have applied it. The forwarder asks ``present`` before sending it again.
             raise self._unreachable(action, exc) from None
+
+    async def present(self, readings: Sequence[Reading]) -> set[Key]:
+        """Keys of ``readings`` InfluxDB holds with the same tag set, time and value.
+
+        One InfluxQL statement per tag set (a sensor's series): its points between the
+        batch's first and last time of that series, ``GROUP BY *`` so that a series with
+        extra tags is told apart; statements go a bounded number per request.
+        """
+        groups: dict[tuple[tuple[str, str], ...], list[Reading]] = {}
+        for r in readings:
+            groups.setdefault(_tag_set(r.tags()), []).append(r)
+        pending = [sorted(g, key=lambda r: r.ts_ns) for g in groups.values()]
+        found: set[Key] = set()
+        while pending:
+            retry: list[list[Reading]] = []
+            for chunk in _chunks(pending):
+                statements = [_present_statement(group) for group in chunk]
+                answers = await self._query_many(statements, "asking which readings InfluxDB holds")
+                for group, (series, partial) in zip(chunk, answers, strict=True):
+                    if partial:
+                        # The server's row limit cut the answer: ask again in two halves.
+                        if len(group) == 1:
+                            raise StoreError(
+                                f"asking InfluxDB at {self._server} which readings it holds:"
+                                " the answer was cut short (max-row-limit)",
+                                retryable=True,
+                            )
+                        half = len(group) // 2
+                        retry += [group[:half], group[half:]]
+                        continue
+                    found |= _matches(group, series)
+            pending = retry
+        return found
 
     def _writer(self) -> WriteApiAsync:
         if self._write_api is None:
@@ -351,11 +406,97 @@ class InfluxStore:
             now_ns=self._clock.now_ns(),
         )
 
-    def _unreachable(self, action: str, exc: BaseException) -> StoreError:
+    async def _query_many(self, statements: list[str], what: str) -> list[tuple[list[Row], bool]]:
+        """Each statement's series and whether its answer was cut short, in one POST."""
+        action = f"{what} at {self._server}"
+        params = {"db": self._database, "epoch": "ns"}
+        try:
+            response = await self._http_client().post(
+                "/query", params=params, data={"q": ";\n".join(statements)}
+            )
+        except httpx.TransportError as exc:
+            raise self._unreachable(action, exc) from None
+        if not response.is_success:
+            raise self._http_error(response.status_code, response.headers, response.content, action)
+        try:
+            results = response.json()["results"]
+            if not isinstance(results, list) or len(results) != len(statements):
+                raise TypeError("results")
+            by_id = {int(r.get("statement_id", i)): r for i, r in enumerate(results)}
+            ordered = [by_id[i] for i in range(len(statements))]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise StoreError(f"{action}: not an InfluxQL answer", retryable=True) from None
+        out: list[tuple[list[Row], bool]] = []
+        for result in ordered:
+            if result.get("error"):
+                said = str(result["error"])
+                missing = "database not found" in said
+                hint = f'; create it (CREATE DATABASE "{self._database}")' if missing else ""
+                raise StoreError(scrub(f"{action}: {said}{hint}", self._token), retryable=True)
+            series = list(result.get("series") or [])
+            partial = bool(result.get("partial")) or any(s.get("partial") for s in series)
+            out.append((series, partial))
+        return out
+
+    def _unreachable(
+        self, action: str, exc: BaseException, *, maybe_applied: bool = True
+    ) -> StoreError:
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError | httpx.TimeoutException):
             detail = f"no answer within {self._timeout_s:g} s"
-        return StoreError(scrub(f"{action} failed: {detail}", self._token), retryable=True)
+        return StoreError(
+            scrub(f"{action} failed: {detail}", self._token),
+            retryable=True,
+            maybe_applied=maybe_applied,
+        )
+
+
+def _tag_set(tags: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """A tag set as InfluxDB keeps it: empty values are not written, so they do not exist."""
+    return tuple(sorted((str(k), str(v)) for k, v in tags.items() if k and v))
+
+
+def _present_statement(group: list[Reading]) -> str:
+    """Points of one tag set between the group's first and last time (sorted group)."""
+    tags = dict(_tag_set(group[0].tags()))
+    # A missing tag compares equal to '': this keeps drill readings and real ones apart.
+    tags.setdefault("drill_id", "")
+    conds = [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in sorted(tags.items())]
+    conds += [f"time >= {int(group[0].ts_ns)}", f"time <= {int(group[-1].ts_ns)}"]
+    return f'SELECT "value" FROM {quote_ident(READINGS)} WHERE {" AND ".join(conds)} GROUP BY *'  # noqa: S608
+
+
+def _chunks(groups: list[list[Reading]]) -> Iterator[list[list[Reading]]]:
+    """Groups in runs that keep one request's statements bounded in number and length."""
+    chunk: list[list[Reading]] = []
+    size = 0
+    for group in groups:
+        length = len(_present_statement(group))
+        if chunk and (
+            len(chunk) >= MAX_PRESENT_STATEMENTS or size + length > MAX_PRESENT_QUERY_CHARS
+        ):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(group)
+        size += length
+    if chunk:
+        yield chunk
+
+
+def _matches(group: list[Reading], series: list[Row]) -> set[Key]:
+    """Keys of ``group`` found in ``series`` with exactly their tag set and value."""
+    wanted = {r.ts_ns: r for r in group}
+    tag_set = _tag_set(group[0].tags())
+    found: set[Key] = set()
+    for s in series:
+        if _tag_set({str(k): str(v or "") for k, v in (s.get("tags") or {}).items()}) != tag_set:
+            continue  # a series with other or extra tags is another series
+        for row in _rows(s):
+            reading = wanted.get(int(row["time"]))
+            value = row.get("value")
+            if reading is not None and value is not None and float(value) == float(reading.value):
+                found.add(reading.key)
+    return found
 
 
 __all__ = ["InfluxStore"]

@@ -138,6 +138,10 @@ def http_error(
     """Map an HTTP error answer of InfluxDB to a StoreError (see StoreError for the flags).
 
     ``headers`` must look names up case-insensitively (aiohttp's and httpx's headers do).
+    ``maybe_applied``: a 400 may be a partial write (InfluxDB stores the good points of a
+    batch and refuses the rest) and a 5xx may come after the write took effect (a proxy's
+    timeout, a crash after the WAL): both may have applied something. Any other 4xx is a
+    refusal before anything was written.
     """
     said = server_message(headers, body)
     prefix = f"{action} failed: HTTP {status}"
@@ -145,6 +149,7 @@ def http_error(
     if status in (400, 422) or "partial write" in lowered:
         message = f"{prefix}: InfluxDB refused the data: {said}"
         return StoreError(scrub(message, token), retryable=False, bad_request=True)
+    maybe_applied = not 400 <= status < 500
     retry_after = parse_retry_after(headers.get("Retry-After"), now_ns)
     if "database not found" in lowered or "bucket not found" in lowered:
         message = (
@@ -160,4 +165,9 @@ def http_error(
         message = f"{prefix}: InfluxDB is busy ({said}); retry after {retry_after or 'a while'} s"
     else:
         message = f"{prefix}: {said}"
-    return StoreError(scrub(message, token), retryable=True, retry_after=retry_after)
+    return StoreError(
+        scrub(message, token),
+        retryable=True,
+        retry_after=retry_after,
+        maybe_applied=maybe_applied,
+    )
