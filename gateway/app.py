@@ -27,11 +27,12 @@ from gateway.datadir import DataDir
 from gateway.eventlog import EventWriter
 from gateway.forwarder import Forwarder
 from gateway.heartbeat import HEARTBEAT_INTERVAL_S, HeartbeatWriter
+from gateway.logs import redact
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.reading import Reading
 from gateway.settings import Settings
-from gateway.single import GatewayLock
+from gateway.single import GatewayLock, GatewayLockError
 from gateway.site import DevicePlacement, Site
 from gateway.spool import Spool
 from gateway.statedb import StateDB
@@ -39,6 +40,8 @@ from gateway.store.base import Store
 from gateway.store.factory import make_store
 
 log = logging.getLogger(__name__)
+# How often the gateway makes sure it still holds its lock (a PostgreSQL connection may drop).
+LOCK_CHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ class Gateway:
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self.events.run(), name="events"),
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(self._watch_lock(), name="gateway-lock"),
         ]
         if self.alerting is not None and self._alert_feed is not None:
             await self.alerting.start()
@@ -201,6 +205,25 @@ class Gateway:
             )
         for task in self._tasks:
             task.add_done_callback(self._task_done)
+
+    async def _watch_lock(self, interval_s: float = LOCK_CHECK_S) -> None:
+        """Keep the gateway lock (see gateway.single); end the gateway if another took it."""
+        failing = False
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                retaken = await asyncio.to_thread(self._lock.check)
+            except GatewayLockError:
+                log.critical("the gateway lock was lost and another gateway holds it: stopping")
+                raise
+            except Exception as exc:  # the state database is away: try again next time
+                if not failing:
+                    log.warning("cannot check the gateway lock: %s", redact(str(exc)))
+                failing = True
+                continue
+            failing = False
+            if retaken:
+                log.warning("the gateway lock's connection was lost; the lock is taken again")
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

@@ -227,6 +227,9 @@ def run(site_file: Path, data_dir: Path | None, settings_file: Path | None, log_
     except _StartError as exc:
         click.echo(f"error: the gateway cannot start: {exc}", err=True)
         sys.exit(1)
+    except GatewayLockError as exc:  # lost while running (see Gateway._watch_lock)
+        click.echo(f"error: the gateway stopped: {exc}", err=True)
+        sys.exit(1)
     except ConfigError as exc:  # e.g. a damaged signing key, read at start
         _fail(exc)
 
@@ -335,6 +338,16 @@ def probe(site_file: Path, device_id: str) -> None:
     default=None,
     help="The site file the API and console describe (else ARCHWATCH_SITE_FILE).",
 )
+@click.option(
+    "--forwarded-allow-ips",
+    envvar="FORWARDED_ALLOW_IPS",
+    default=None,
+    help=(
+        "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed "
+        "(uvicorn's; default 127.0.0.1,::1). The limit on wrong acknowledgement codes "
+        "counts the client address this yields."
+    ),
+)
 @data_dir_option
 @settings_option
 @log_level_option
@@ -342,6 +355,7 @@ def api(
     host: str,
     port: int,
     site_file: Path | None,
+    forwarded_allow_ips: str | None,
     data_dir: Path | None,
     settings_file: Path | None,
     log_level: str,
@@ -371,7 +385,14 @@ def api(
         click.echo(f"error: the API cannot start: {_StartError(exc)}", err=True)
         sys.exit(1)
     # log_config=None keeps archwatch's logging; no access log: paths carry ack tokens.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 @main.group()

@@ -38,6 +38,9 @@ from gateway.spool import Spool, SpooledReading
 from gateway.store.base import Store, StoreError
 
 log = logging.getLogger(__name__)
+# HTTP answers refusing the question "which of these readings do you hold?" for good (no
+# read permission, no such database): asking again cannot help.
+QUESTION_REFUSED = frozenset({401, 403, 404})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -102,6 +105,7 @@ class Forwarder:
         self._poll_interval = poll_interval
         self._purge_interval = purge_interval
         self._outage_since: float | None = None
+        self._check_refused_logged = False
         self._spool_warned = False
         self._last_purge: float | None = None
         metrics.describe("readings_stored", "counter", "Readings the store accepted")
@@ -112,6 +116,11 @@ class Forwarder:
             "store_check_errors",
             "counter",
             "Failed queries asking the store which readings of an unconfirmed write it holds",
+        )
+        metrics.describe(
+            "store_check_refused",
+            "counter",
+            "Unconfirmed writes sent again because the store refuses to say what it holds",
         )
         metrics.describe(
             "readings_reconciled",
@@ -203,6 +212,22 @@ class Forwarder:
         """
         try:
             held = await self._store.present([p.reading for p in batch])
+        except StoreError as exc:
+            if exc.status not in QUESTION_REFUSED:
+                raise _CheckFailed(exc) from exc
+            # The store refuses the question itself (a write-only token, say): waiting
+            # would stop delivery for good, so send again; InfluxDB overwrites the same
+            # points, so the data stays right, only the line goes over the wire twice.
+            self._metrics.inc("store_check_refused")
+            if not self._check_refused_logged:
+                self._check_refused_logged = True
+                log.error(
+                    "the store refuses to say which readings it holds (%s); unconfirmed "
+                    "writes are sent again, which it stores as the same points. Give the "
+                    "token read access to the database to keep delivery exactly once",
+                    exc,
+                )
+            return batch
         except Exception as exc:
             raise _CheckFailed(exc) from exc
         stored = [p for p in batch if p.reading.key in held]
@@ -268,7 +293,8 @@ class Forwarder:
     def _delay(self, exc: Exception, attempt: int) -> float:
         if isinstance(exc, StoreError) and exc.retry_after is not None:
             return max(0.0, exc.retry_after)
-        delay: float = self._backoff_initial * 2 ** (attempt - 1)
+        # Capped exponent: after a day-long outage 2 ** attempt would overflow a float.
+        delay: float = self._backoff_initial * 2 ** min(attempt - 1, 32)
         return min(self._backoff_max, delay)
 
     def _note_outage(self, exc: Exception, attempt: int, what: str) -> None:

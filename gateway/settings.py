@@ -83,6 +83,14 @@ def is_placeholder(secret: str) -> bool:
 
 def redact_url(url: str) -> str:
     """A URL with its password (and any token-like user) replaced by ``***``, for logs."""
+    scheme, sep, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if sep and "@" in rest and "@" not in authority:
+        # An unencoded / ? or # in the password ends the authority early, so urlsplit sees
+        # no credentials; mask everything up to the last @ rather than show the secret.
+        creds, _, after = rest.rpartition("@")
+        user = creds.split(":", 1)[0] if ":" in creds else ""
+        return f"{scheme}://{user}:***@{after}" if user else f"{scheme}://***@{after}"
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -134,6 +142,11 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value)
+        if "@" in value.partition("://")[2] and "@" not in parts.netloc:
+            raise ValueError(
+                f"'{redact_url(value)}': the user or password holds a character that must be "
+                "percent-encoded (/ ? # @ as %2F %3F %23 %40)"
+            )
         if not parts.scheme or not parts.hostname:
             raise ValueError(f"'{redact_url(value)}' is not a URL (scheme://host[:port])")
         schemes = URL_SCHEMES[info.field_name or ""]

@@ -79,10 +79,15 @@ class GatewayLock:
 
     def _lock_postgresql(self) -> None:
         conn = self._statedb.engine.connect()
-        got = conn.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": GATEWAY_LOCK_KEY}
-        ).scalar()
-        conn.commit()  # the session-level lock outlives this transaction
+        try:
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": GATEWAY_LOCK_KEY}
+            ).scalar()
+            conn.commit()  # the session-level lock outlives this transaction
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
         if not got:
             conn.close()
             raise GatewayLockError(
@@ -90,6 +95,39 @@ class GatewayLock:
                 "(it holds the gateway's advisory lock); one gateway per state database"
             )
         self._pg = conn
+
+    def check(self) -> bool:
+        """Make sure the PostgreSQL lock is still held; True when it had to be taken again.
+
+        The lock lives as long as its connection: a network break or a server restart ends
+        it silently, and a second gateway could then start. Called every few seconds; a
+        lost lock is taken again at once, and if another gateway got it meanwhile this one
+        must stop: raises :class:`GatewayLockError`. A state database that cannot be reached
+        raises its own error, to be retried on the next check. Blocking.
+        """
+        if self._statedb.dialect != "postgresql":
+            return False  # flock is held by the open file: nothing can take it away
+        conn = self._pg
+        if conn is not None:
+            held = 0
+            with contextlib.suppress(Exception):  # a broken connection has lost the lock
+                held = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND pid = pg_backend_pid() AND granted "
+                        "AND ((classid::bigint << 32) | objid::bigint) = :key"
+                    ),
+                    {"key": GATEWAY_LOCK_KEY},
+                ).scalar()
+                conn.commit()
+            if held:
+                return False
+            self._pg = None
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+        self._lock_postgresql()
+        return True
 
     def release(self) -> None:
         """Give every lock back (idempotent). Blocking."""

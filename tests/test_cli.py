@@ -235,8 +235,21 @@ def test_run_without_a_broker_names_the_setting_and_the_mqtt_device(tmp_path: Pa
         ({"ARCHWATCH_BROKER_URL": "mqtt://gw:hunter2@host:70000"}, "port must be a number"),
         ({"ARCHWATCH_STATE_DB_URL": "mysql://u:hunter2@h/x"}, "state_db_url"),
         ({"ARCHWATCH_DATA_DIR": "occupied/data"}, "Not a directory"),
+        # An unencoded / ? or # in a password ends the URL's authority early: refused,
+        # and the password still masked although the URL no longer parses as having one.
+        ({"ARCHWATCH_BROKER_URL": "mqtt://gw:hunter2/x@host:1883"}, "must be percent-encoded"),
+        ({"ARCHWATCH_BROKER_URL": "mqtt://gw:hunter2?x@host:1883"}, "must be percent-encoded"),
+        ({"ARCHWATCH_INFLUX_URL": "http://u:hunter2#x@host:8086"}, "must be percent-encoded"),
     ],
-    ids=["broker-scheme", "broker-port", "state-db", "data-dir-under-a-file"],
+    ids=[
+        "broker-scheme",
+        "broker-port",
+        "state-db",
+        "data-dir-under-a-file",
+        "slash-in-password",
+        "question-mark-in-password",
+        "hash-in-password",
+    ],
 )
 def test_bad_settings_stop_run_and_api_in_one_line(
     tmp_path: Path, command: str, env: dict[str, str], says: str

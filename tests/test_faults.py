@@ -17,6 +17,7 @@ import itertools
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -352,6 +353,39 @@ async def _some_stored(r: Rig) -> bool:
     return await r.stored() > 0
 
 
+def _production_broker_rig(
+    tmp_path: Path, name: str, broker: SecureMosquitto, influx: InfluxServer, proxy: FaultProxy
+) -> AbstractAsyncContextManager[Rig]:
+    """A rig on the production Mosquitto configuration: the gateway through ``proxy`` with
+    its own login, one device publishing straight to the broker with its own."""
+    gateway_url = f"mqtt://{GATEWAY_USER}:{broker.gateway_password}@127.0.0.1:{proxy.port}"
+    return rig(
+        tmp_path,
+        name=name,
+        influx=influx,
+        broker_url=gateway_url,
+        influx_url=influx.url,
+        publish_port=broker.port,
+        publisher_login=("mq-0", broker.password_of("mq-0")),
+    )
+
+
+async def _queue_a_backlog_for_the_offline_gateway(
+    r: Rig, proxy: FaultProxy, seconds: float
+) -> None:
+    """Readings flow; then the gateway goes offline and the broker queues ``seconds`` of
+    readings in its persistent session, every one acknowledged to the device (which so
+    holds no copy to send again: the broker's queue is the only one)."""
+    await publish_for(r, 0.5)
+    await wait_for(lambda: _some_stored(r), what="readings flowing")
+    await proxy.aset_mode(Mode.DROP_NEW)
+    await asyncio.to_thread(proxy.kill_connections)
+    await publish_for(r, seconds)
+    await wait_for(lambda: _all_acked(r), what="the broker took every message")
+    queued = r.published_readings - int(r.gateway.metrics.total("readings_received"))
+    assert queued > 0
+
+
 async def test_broker_restart_under_load_with_a_queued_backlog_loses_nothing(
     tmp_path: Path,
     secure_mosquitto: SecureMosquitto,
@@ -362,25 +396,8 @@ async def test_broker_restart_under_load_with_a_queued_backlog_loses_nothing(
     device publishes and while readings are queued for the offline gateway."""
     broker = secure_mosquitto
     proxy = proxies(broker.port)
-    gateway_url = f"mqtt://{GATEWAY_USER}:{broker.gateway_password}@127.0.0.1:{proxy.port}"
-    async with rig(
-        tmp_path,
-        name="broker-restart",
-        influx=influx,
-        broker_url=gateway_url,
-        influx_url=influx.url,
-        publish_port=broker.port,
-        publisher_login=("mq-0", broker.password_of("mq-0")),
-    ) as r:
-        await publish_for(r, 0.5)
-        await wait_for(lambda: _some_stored(r), what="readings flowing")
-        # The gateway goes offline: the broker queues its readings in the session.
-        await proxy.aset_mode(Mode.DROP_NEW)
-        await asyncio.to_thread(proxy.kill_connections)
-        await publish_for(r, 1.5)
-        await wait_for(lambda: _all_acked(r), what="the broker took every message")
-        queued = r.published_readings - int(r.gateway.metrics.total("readings_received"))
-        assert queued > 0
+    async with _production_broker_rig(tmp_path, "broker-restart", broker, influx, proxy) as r:
+        await _queue_a_backlog_for_the_offline_gateway(r, proxy, 1.5)
         # Restart the broker with that backlog, while the device keeps publishing (its
         # client holds the messages the broker did not acknowledge, and sends them again).
         await asyncio.to_thread(broker.stop)
@@ -431,27 +448,8 @@ async def test_broker_killed_after_an_autosave_keeps_the_offline_gateways_backlo
     autosave_s = float(_broker_setting(broker, "autosave_interval"))
     db = Path(_broker_setting(broker, "persistence_location")) / "mosquitto.db"
     proxy = proxies(broker.port)
-    gateway_url = f"mqtt://{GATEWAY_USER}:{broker.gateway_password}@127.0.0.1:{proxy.port}"
-    async with rig(
-        tmp_path,
-        name="broker-sigkill",
-        influx=influx,
-        broker_url=gateway_url,
-        influx_url=influx.url,
-        publish_port=broker.port,
-        publisher_login=("mq-0", broker.password_of("mq-0")),
-    ) as r:
-        await publish_for(r, 0.5)
-        await wait_for(lambda: _some_stored(r), what="readings flowing")
-        # The gateway goes offline: the broker queues its readings in the session.
-        await proxy.aset_mode(Mode.DROP_NEW)
-        await asyncio.to_thread(proxy.kill_connections)
-        await publish_for(r, 1.0)
-        # Every message acknowledged: the device holds no copy to send again, so from here
-        # on the broker's queue is the only one.
-        await wait_for(lambda: _all_acked(r), what="the broker took every message")
-        queued = r.published_readings - int(r.gateway.metrics.total("readings_received"))
-        assert queued > 0
+    async with _production_broker_rig(tmp_path, "broker-sigkill", broker, influx, proxy) as r:
+        await _queue_a_backlog_for_the_offline_gateway(r, proxy, 1.0)
         # A save that ends after this point began after the last message was queued (the
         # broker queues a message before it acknowledges it, and saves between messages).
         before = _file_state(db)

@@ -55,6 +55,8 @@ class FakeStore:
     (with ``partial_writes``, like InfluxDB 1.8 it keeps the good readings of that request).
     ``lose_answers``: the next that many writes are applied, then fail as if the answer was
     lost (timeout, reset). ``checks_down``: while set, ``present`` cannot answer.
+    ``checks_refused``: an HTTP status with which ``present`` is refused for good (403: a
+    write-only token).
     """
 
     def __init__(self) -> None:
@@ -64,6 +66,7 @@ class FakeStore:
         self.script: list[StoreError | None] = []
         self.down = False
         self.checks_down = False
+        self.checks_refused: int | None = None
         self.bad: set[tuple[str, int, str]] = set()
         self.partial_writes = False
         self.lose_answers = 0
@@ -91,6 +94,13 @@ class FakeStore:
         self.checks.append(list(readings))
         if self.checks_down or self.down:
             raise lost_answer("query: connection refused")
+        if self.checks_refused is not None:
+            raise StoreError(
+                f"query failed: HTTP {self.checks_refused}: forbidden",
+                retryable=True,
+                maybe_applied=False,
+                status=self.checks_refused,
+            )
         held = set(self.stored)
         return {r.key for r in readings if r in held}
 
@@ -432,6 +442,33 @@ async def test_a_write_applied_whose_answer_was_lost_is_not_sent_again(
     assert metrics.get("readings_stored") == 50
     assert metrics.get("readings_reconciled") == 50
     assert sleep.calls == [0.5]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_store_that_refuses_the_question_gets_the_batch_again_rather_than_never(
+    spool: Spool,
+    store: FakeStore,
+    clock: ManualClock,
+    metrics: Metrics,
+    sleep: FakeSleep,
+    status: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write-only token may not ask what InfluxDB holds: waiting for an answer would stop
+    delivery for good, so the unconfirmed batch is sent again (stored as the same points)."""
+    readings = series(30)
+    await spool.append(readings)
+    store.lose_answers = 1
+    store.checks_refused = status
+    forwarder = make_forwarder(spool, store, clock, metrics, sleep)
+
+    assert await forwarder.drain_once() == 30
+    assert store.requests == [readings, readings]
+    assert await spool.depth() == 0
+    assert metrics.get("store_check_refused") == 1
+    assert metrics.get("readings_stored") == 30
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Give the token read access" in errors[0].getMessage()
 
 
 @pytest.mark.parametrize(

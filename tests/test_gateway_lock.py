@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from gateway.single import GatewayLock, GatewayLockError
+from gateway.single import GATEWAY_LOCK_KEY, GatewayLock, GatewayLockError
 from gateway.statedb import StateDB
 
 
@@ -126,3 +127,49 @@ def test_a_gateway_killed_with_sigkill_leaves_no_lock_behind(tmp_path: Path, db_
     finally:
         holder.kill()
         holder.wait()
+
+
+def _terminate_lock_session(statedb: StateDB) -> None:
+    """End the session holding the gateway's advisory lock, as a network break would."""
+    with statedb.engine.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = :key"
+            ),
+            {"key": GATEWAY_LOCK_KEY},
+        ).all()
+    assert ended == [(True,)]
+
+
+@pytest.mark.realserver
+def test_a_lost_postgresql_lock_is_taken_again(tmp_path: Path, postgres_url: str) -> None:
+    lock, statedb = _lock(tmp_path / "a", postgres_url)
+    lock.acquire()
+    assert lock.check() is False  # held: nothing to do
+    _terminate_lock_session(statedb)
+    assert lock.check() is True  # noticed and taken again
+    assert lock.check() is False
+    # Taken again for real: a second gateway is still refused.
+    other, db2 = _lock(tmp_path / "b", postgres_url)
+    with pytest.raises(GatewayLockError):
+        other.acquire()
+    lock.release()
+    statedb.close()
+    db2.close()
+
+
+@pytest.mark.realserver
+def test_a_gateway_whose_lock_another_took_must_stop(tmp_path: Path, postgres_url: str) -> None:
+    lock, statedb = _lock(tmp_path / "a", postgres_url)
+    lock.acquire()
+    _terminate_lock_session(statedb)
+    other, db2 = _lock(tmp_path / "b", postgres_url)
+    other.acquire()  # the lock was free for a moment, and a second gateway started
+    with pytest.raises(GatewayLockError, match="another gateway is running"):
+        lock.check()
+    other.release()
+    lock.release()
+    statedb.close()
+    db2.close()

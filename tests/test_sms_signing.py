@@ -33,15 +33,27 @@ from tests.test_delivery_e2e import make_batch
 # ---------------------------------------------------------------- Aliyun: published example
 
 
-def test_aliyun_published_example() -> None:
+@pytest.mark.parametrize(
+    ("timestamp_key", "signature"),
+    [
+        # "Request signatures" / "Sign signatures",
+        # https://www.alibabacloud.com/help/doc-detail/28139.htm (the same example is on the
+        # signature page of every RPC-style Aliyun API), spelling the parameter TimeStamp.
+        ("TimeStamp", "CT9X0VtwR86fNWSnsc6v8YGOjuE="),
+        # "Request syntax and signature method V2 for RPC APIs",
+        # https://www.alibabacloud.com/help/en/sdk/product-overview/rpc-mechanism (Chinese:
+        # https://help.aliyun.com/document_detail/25490.htm), spelling it Timestamp: the
+        # name the RPC API actually takes, and the one SendSms uses here.
+        ("Timestamp", "OLeaidS1JvxuMvnyHOwuJ+uX5qY="),
+    ],
+)
+def test_aliyun_published_example(timestamp_key: str, signature: str) -> None:
     """Aliyun's RPC signature example (ECS ``DescribeRegions``, AccessKey ``testid`` /
-    ``testsecret``), from "Request signatures" / "Sign signatures":
-    https://www.alibabacloud.com/help/doc-detail/28139.htm (the same example is on the
-    signature page of every RPC-style Aliyun API). Published: the StringToSign below and
-    ``Signature = CT9X0VtwR86fNWSnsc6v8YGOjuE=``.
-    """
+    ``testsecret``) as each page prints it, with its published StringToSign and signature.
+    The two spellings sign differently; both matching their page shows the canonical order
+    and encoding are right."""
     params = {
-        "TimeStamp": "2016-02-23T12:46:24Z",
+        timestamp_key: "2016-02-23T12:46:24Z",
         "Format": "XML",
         "AccessKeyId": "testid",
         "Action": "DescribeRegions",
@@ -54,39 +66,9 @@ def test_aliyun_published_example() -> None:
         "GET&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML"
         "%26SignatureMethod%3DHMAC-SHA1"
         "%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0"
-        "%26TimeStamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
+        f"%26{timestamp_key}%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
     )
-    assert aliyun_sms.sign("testsecret", "GET", params) == "CT9X0VtwR86fNWSnsc6v8YGOjuE="
-
-
-def test_aliyun_published_example_with_timestamp() -> None:
-    """The same worked example as Aliyun's newer pages print it, with the parameter spelt
-    ``Timestamp`` (the name the RPC API actually takes, and the one SendSms uses here):
-    "Request syntax and signature method V2 for RPC APIs",
-    https://www.alibabacloud.com/help/en/sdk/product-overview/rpc-mechanism (Chinese:
-    https://help.aliyun.com/document_detail/25490.htm), AccessKey ``testid`` /
-    ``testsecret``, published ``Signature = OLeaidS1JvxuMvnyHOwuJ+uX5qY=``. The older page
-    (test above, https://www.alibabacloud.com/help/doc-detail/28139.htm) spells it
-    ``TimeStamp``, which sorts elsewhere and so signs differently: both pass, so the
-    canonical order and encoding are right whichever spelling a page uses.
-    """
-    params = {
-        "Timestamp": "2016-02-23T12:46:24Z",
-        "Format": "XML",
-        "AccessKeyId": "testid",
-        "Action": "DescribeRegions",
-        "SignatureMethod": "HMAC-SHA1",
-        "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
-        "Version": "2014-05-26",
-        "SignatureVersion": "1.0",
-    }
-    assert aliyun_sms.string_to_sign("GET", params) == (
-        "GET&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML"
-        "%26SignatureMethod%3DHMAC-SHA1"
-        "%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0"
-        "%26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
-    )
-    assert aliyun_sms.sign("testsecret", "GET", params) == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
+    assert aliyun_sms.sign("testsecret", "GET", params) == signature
 
 
 def test_aliyun_signature_parameter_itself_is_not_signed() -> None:

@@ -41,6 +41,8 @@ class StoreError(Exception):
     sent, a 5xx, InfluxDB's "partial write" 400. True unless the request certainly never
     took effect (refused before sending, connection refused, 401/403/404/429), so an error
     raised by code that does not know is treated as the cautious case.
+
+    ``status``: the HTTP status of the server's answer, when there was one.
     """
 
     def __init__(
@@ -51,12 +53,14 @@ class StoreError(Exception):
         bad_request: bool = False,
         retry_after: float | None = None,
         maybe_applied: bool = True,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.bad_request = bad_request
         self.retry_after = retry_after
         self.maybe_applied = maybe_applied
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,7 @@ def http_error(
     lowered = said.lower()
     if status in (400, 422) or "partial write" in lowered:
         message = f"{prefix}: InfluxDB refused the data: {said}"
-        return StoreError(scrub(message, token), retryable=False, bad_request=True)
+        return StoreError(scrub(message, token), retryable=False, bad_request=True, status=status)
     maybe_applied = not 400 <= status < 500
     retry_after = parse_retry_after(headers.get("Retry-After"), now_ns)
     if "database not found" in lowered or "bucket not found" in lowered:
@@ -170,4 +170,5 @@ def http_error(
         retryable=True,
         retry_after=retry_after,
         maybe_applied=maybe_applied,
+        status=status,
     )
