@@ -8,6 +8,8 @@ notification log) before the delivery worker is woken.
 At start-up, before the first live reading, the evaluators' history (rolling windows, door
 states, flat runs...) is rebuilt from the store, so a restart neither resolves an alert whose
 condition still holds nor fires it a second time (alerting.evaluators.base, "Restarts").
+That takes at most ``prime_budget_s`` (the gateway starts its collectors only afterwards);
+the rules not primed by then start cold.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from alerting.delivery import DeliveryWorker
 from alerting.dispatch import DispatchConfig
 from alerting.engine import AlertEngine
 from alerting.escalation import EscalationManager
-from alerting.evaluators import build_evaluators, prime_evaluators
+from alerting.evaluators import PRIME_BUDGET_S, build_evaluators, prime_evaluators
 from alerting.evaluators.base import Evaluator
 from alerting.model import Condition, NotificationBatch
 from alerting.outbox import Outbox
@@ -87,10 +89,13 @@ class AlertingService:
         dispatch: DispatchConfig | None = None,
         ack_links: AckLinks | None = None,
         store: Store | None = None,
+        prime_budget_s: float = PRIME_BUDGET_S,
     ) -> None:
         rules = site_rules(site)
         # Where start() reads the evaluators' history from; without one they start cold.
         self.store = store
+        # How long start() may spend on that before the rest start cold (collectors wait).
+        self.prime_budget_s = prime_budget_s
         self._primed = False
         self.evaluators: list[Evaluator] = build_evaluators(rules, site) if rules else []
         self.contacts: Contacts | None = (
@@ -138,7 +143,11 @@ class AlertingService:
             return
         self._primed = True
         await prime_evaluators(
-            self.evaluators, self.store, now_ns=self._clock.now_ns(), active=self.engine.holding()
+            self.evaluators,
+            self.store,
+            now_ns=self._clock.now_ns(),
+            active=self.engine.holding(),
+            budget_s=self.prime_budget_s,
         )
 
     async def _evaluate(self, conditions: list[Condition]) -> None:

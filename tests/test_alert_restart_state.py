@@ -17,6 +17,7 @@ sees the resolution notice these tests forbid.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -27,13 +28,14 @@ import pytest
 import yaml
 
 from alerting.dispatch import DispatchConfig
+from alerting.evaluators import PRIME_BUDGET_S
 from alerting.service import AlertingService
 from gateway.clock import ManualClock
 from gateway.metrics import Metrics
 from gateway.reading import Event, Reading
 from gateway.site import Site, load_site
 from gateway.statedb import StateDB
-from gateway.store.base import Store
+from gateway.store.base import ReadingFilter, Store
 from gateway.store.embedded import EmbeddedStore
 from gateway.store.influx import InfluxStore
 from tests.cases_rules.kit import SITE_YAML, STRICT_PROFILE, T0_NS
@@ -94,7 +96,9 @@ class Rig:
         self.db = StateDB(f"sqlite:///{self.folder / 'state.sqlite'}")
         self.db.migrate()
 
-    async def boot(self, store: Any = None, *, prime: bool = True) -> AlertingService:
+    async def boot(
+        self, store: Any = None, *, prime: bool = True, budget_s: float = PRIME_BUDGET_S
+    ) -> AlertingService:
         """Start the service as the gateway does (a restart when one ran before)."""
         self.service = AlertingService(
             self.site,
@@ -105,6 +109,7 @@ class Rig:
             timezone="Asia/Shanghai",
             dispatch=DISPATCH,
             store=(store or self.store) if prime else None,
+            prime_budget_s=budget_s,
         )
         if not prime:
             # The old behaviour: no history replayed and no evaluator held back as cold.
@@ -385,3 +390,102 @@ async def test_drill_history_stays_apart_from_the_real_one(
     await rig.play([(H + 60, "r1-h", 61, "d1"), (H + 60, "r1-h", 56)])
     assert rig.told(drill=True) == ["firing"]
     assert rig.told(drill=False) == []
+
+
+# --- bounded cold periods and the priming budget ---------------------------------------
+
+
+async def test_a_dead_detector_does_not_keep_a_restored_fire_alert_open(
+    tmp_path: Path, embedded: EmbeddedStore
+) -> None:
+    # Both detectors of r1 fired; the store is down at the restart. Detector 1 then reports
+    # clear and detector 2 never reports again (dead, removed). Its silence blocks the
+    # verdict only until it counts as offline (3 x 10 s after the restart); after that the
+    # alert resolves on a tick, without any further reading, and is announced once.
+    case = next(c for c in CASES if c.rule["kind"] == "confirmed_fire")
+    rig = Rig(tmp_path, [{"id": "r", **case.rule}], embedded)
+    await rig.boot()
+    await rig.play(case.before)
+    assert rig.told() == ["firing"]
+    rig.clock.advance(5)  # restart at 25 s
+    await rig.boot(Unreachable())
+    await rig.play([(40, "r1-smoke1", 0), (45, "tick", 0), (55, "tick", 0)])
+    assert rig.told() == ["firing"], "detector 2 may still report within its offline limit"
+    await rig.play([(56, "tick", 0)])
+    assert rig.told() == ["firing", "resolved"]
+    await rig.play([(57, "tick", 0), (70, "r1-smoke1", 0), (600, "tick", 0)])
+    assert rig.told() == ["firing", "resolved"]
+    assert rig.service is not None and rig.service.engine.lifecycle.open_alerts() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "told"),
+    [
+        (21.0, ["firing", "resolved"]),  # changed across the restart: not stuck any more
+        (20.0, ["firing"]),  # the same value: still stuck
+        (20.15, ["firing"]),  # within twice the tolerance of the alert's value: kept
+    ],
+)
+async def test_a_restored_stuck_alert_without_history_follows_the_value(
+    tmp_path: Path, embedded: EmbeddedStore, value: float, told: list[str]
+) -> None:
+    # Stuck at 20.0 for two hours; the store is down at the restart and the sensor reads
+    # ``value`` from then on, flat. Before, a run starting at the first reading seen was
+    # never judged until it changed again, so a sensor that had changed kept the alert open
+    # until, two hours on, the new flat run fired it as if it were the old one.
+    case = next(c for c in CASES if c.rule["kind"] == "stuck")
+    rig = Rig(tmp_path, [{"id": "r", **case.rule}], embedded)
+    await rig.boot()
+    await rig.play(case.before)
+    assert rig.told() == ["firing"]
+    rig.clock.advance(5)
+    await rig.boot(Unreachable())
+    await rig.play([(2 * H + t, "r1-t", value) for t in range(600, 2 * H, 600)])
+    assert rig.told() == told
+
+
+class SlowOn:
+    """The embedded store, except that the raw range of ``slow`` never answers (a slow
+    InfluxDB: a query that has not come back)."""
+
+    def __init__(self, store: EmbeddedStore, slow: str) -> None:
+        self.store, self.slow = store, slow
+
+    async def raw(
+        self, flt: ReadingFilter, start_ns: int, end_ns: int, limit: int = 10_000
+    ) -> list[Reading]:
+        if flt.sensor == self.slow:
+            await asyncio.Event().wait()
+        return await self.store.raw(flt, start_ns, end_ns, limit=limit)
+
+
+async def test_priming_past_its_budget_starts_the_rest_cold(
+    tmp_path: Path, embedded: EmbeddedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two fluctuation alerts (humidity 50 -> 61, temperature 20 -> 30) fire; at the restart
+    # the store answers for the humidity sensor and hangs on the temperature one. Priming
+    # gives up after its budget: the service starts (collectors are not held up), the
+    # humidity rule is warm, the temperature rule cold (its alert kept until a whole window
+    # of live data has been seen), and one warning says how far priming got.
+    rules = [
+        {"id": "h", "kind": "fluctuation", "scope": {"sensors": ["r1-h"]}},
+        {"id": "t", "kind": "fluctuation", "scope": {"sensors": ["r1-t"]}},
+    ]
+    rig = Rig(tmp_path, rules, embedded)
+    await rig.boot()
+    await rig.play([(0, "r1-h", 50), (0, "r1-t", 20), (H, "r1-h", 61), (H, "r1-t", 30)])
+    assert rig.told() == ["firing", "firing"]
+    rig.clock.advance(5)
+    with caplog.at_level(logging.WARNING, logger="alerting.evaluators"):
+        await asyncio.wait_for(rig.boot(SlowOn(embedded, "r1-t"), budget_s=0.05), 60)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "alerting.evaluators"]
+    assert len(warnings) == 1 and "1 of 2 sensors" in warnings[0]
+    await rig.play([(H + 60, "r1-h", 61), (H + 60, "r1-t", 30)])
+    assert rig.told() == ["firing", "firing"]
+    # The day-old extremes age out: the primed humidity rule knows; the cold one waits.
+    await rig.play([(24 * H + 60, "r1-h", 61), (24 * H + 60, "r1-t", 30)])
+    assert rig.told() == ["firing", "firing", "resolved"]
+    assert rig.service is not None
+    assert [a.rule_id for a in rig.service.engine.lifecycle.open_alerts()] == ["t"]
+    await rig.play([(25 * H + 10, "r1-t", 30)])
+    assert rig.told() == ["firing", "firing", "resolved", "resolved"]

@@ -6,6 +6,7 @@ Importing this package registers them all; ``build_evaluators`` makes one per ru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -37,6 +38,7 @@ from gateway.store.base import ReadingFilter, Store, StoreError
 
 __all__ = [
     "EVALUATORS",
+    "PRIME_BUDGET_S",
     "Evaluator",
     "build_evaluators",
     "prime_evaluators",
@@ -48,6 +50,10 @@ PAGE = 10_000
 MAX_PAGES = 50
 """At most this many pages of one sensor's history (500,000 readings, a day at 0.2 s):
 beyond it the history is left incomplete and the evaluators start cold."""
+PRIME_BUDGET_S = 60.0
+"""At most this long for all of priming: the gateway polls no device (and so detects no
+smoke) until it is over, so with many sensors and a slow store the rules not primed by then
+start cold instead (alerting.evaluators.base, "Restarts")."""
 
 
 def build_evaluators(rules: RuleSet, site: Site) -> list[Evaluator]:
@@ -61,14 +67,17 @@ async def prime_evaluators(
     *,
     now_ns: int,
     active: Sequence[Alert],
+    budget_s: float = PRIME_BUDGET_S,
 ) -> list[Evaluator]:
     """Replay each sensor's stored history into the evaluators that keep one, before the
     first live reading; returns the evaluators left cold (alerting.evaluators.base).
 
     ``active``: the open alerts whose condition held when the gateway stopped. Drill
     readings are fetched only for the drills among them, each drill on its own, so a drill
-    never feeds a real alert's state. A store that fails or is missing leaves every
-    evaluator cold; that is logged once, with the reason.
+    never feeds a real alert's state. A store that fails or is missing leaves cold every
+    evaluator whose sensors were not all primed; that is logged once, with the reason.
+    Priming stops after ``budget_s`` (wall time: the store is real I/O) and the evaluators
+    not fully primed by then start cold.
     """
     histories = [evaluator.history_ns() for evaluator in evaluators]
     wanted: dict[str, int] = {}  # sensor -> the longest history any evaluator asks for
@@ -76,41 +85,53 @@ async def prime_evaluators(
         for sensor, ns in history.items():
             wanted[sensor] = max(wanted.get(sensor, 0), ns)
     drills = sorted({a.drill_id for a in active if a.drill_id})
-    complete = True
+    primed: set[str] = set()  # sensors whose whole history (every drill) was replayed
     problem = "" if store is not None else "no store configured"
     try:
-        for sensor, ns in sorted(wanted.items()):
-            if store is None:
-                break
-            for drill in (None, *drills):
-                flt = ReadingFilter(sensor=sensor, drill_id=drill)
-                readings, whole = await _history(store, flt, now_ns - ns, now_ns + 1)
-                complete = complete and whole
-                if not whole:
-                    problem = f"sensor {sensor} has more than {PAGE * MAX_PAGES} readings"
-                for evaluator, history in zip(evaluators, histories, strict=True):
-                    if sensor in history:
-                        since = now_ns - history[sensor]
-                        evaluator.prime(r for r in readings if r.ts_ns >= since)
+        async with asyncio.timeout(budget_s):
+            for sensor, ns in sorted(wanted.items()):
+                if store is None:
+                    break
+                whole = True
+                for drill in (None, *drills):
+                    flt = ReadingFilter(sensor=sensor, drill_id=drill)
+                    readings, fetched = await _history(store, flt, now_ns - ns, now_ns + 1)
+                    if not fetched:
+                        whole = False
+                        problem = f"sensor {sensor} has more than {PAGE * MAX_PAGES} readings"
+                    for evaluator, history in zip(evaluators, histories, strict=True):
+                        if sensor in history:
+                            since = now_ns - history[sensor]
+                            evaluator.prime(r for r in readings if r.ts_ns >= since)
+                if whole:
+                    primed.add(sensor)
+    except TimeoutError:
+        problem = (
+            f"it took longer than {budget_s:g} s; {len(primed)} of {len(wanted)} sensors "
+            "were primed, the rules of the others start cold"
+        )
     except StoreError as exc:
         problem = redact(str(exc))
     except Exception as exc:  # priming must never keep alerting from starting
         problem = f"{type(exc).__name__}: {redact(str(exc))}"
     if problem and wanted:
-        complete = False
         log.warning(
             "could not rebuild the rules' history from the store (%s); until they have seen "
             "enough live data, open alerts are kept rather than resolved",
             problem,
         )
-    cold = [
-        ev for ev in evaluators if not ev.resume(now_ns=now_ns, complete=complete, active=active)
-    ]
-    if cold and complete:
+    cold: list[Evaluator] = []
+    behind = 0
+    for evaluator, history in zip(evaluators, histories, strict=True):
+        complete = all(sensor in primed for sensor in history)
+        if not evaluator.resume(now_ns=now_ns, complete=complete, active=active):
+            cold.append(evaluator)
+            behind += complete
+    if behind:
         log.info(
             "the store lacks the newest readings behind the open alerts of %d rule(s) (still in "
             "the spool?): those rules judge from live data until they have seen enough",
-            len(cold),
+            behind,
         )
     return cold
 

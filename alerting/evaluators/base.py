@@ -16,7 +16,10 @@ stopped. When the store could not give that history (unreachable, or behind: the
 readings still in the spool), the evaluator is *cold*: until it has seen enough live data it
 holds back the inactive verdicts it cannot vouch for. Holding back is how an evaluator says
 "unknown": no condition, so the lifecycle keeps a restored alert as it is instead of
-resolving it (and paging again when the next reading fires it anew).
+resolving it (and paging again when the next reading fires it anew). Every kind bounds that
+time (its window, ``duration`` or ``max_open`` of live data; for confirmed fire, until each
+detector has reported or has been silent long enough to count as offline): a sensor that
+never reports again must not keep a restored alert open for ever.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import RuleBase
 from gateway.reading import Reading, SensorKind
-from gateway.site import SensorRef, Site
+from gateway.site import MqttDevice, SensorRef, Site
 
 R = TypeVar("R", bound=RuleBase)
 NS = 1_000_000_000
@@ -103,6 +106,22 @@ def fmt(value: float) -> str:
 
 def ns_of(seconds: float) -> int:
     return round(seconds * NS)
+
+
+def silence_limits_s(site: Site) -> dict[str, float]:
+    """Per sensor, how long it may stay silent before it counts as offline: its device's
+    ``offline_after`` intervals (``poll_interval``, or ``expected_interval`` for MQTT)."""
+    limits: dict[str, float] = {}
+    for placement in site.placements():
+        dev = placement.device
+        interval = (
+            dev.expected_interval
+            if isinstance(dev, MqttDevice)
+            else float(getattr(dev, "poll_interval", 60.0))
+        )
+        for spec in dev.sensors:
+            limits[spec.id] = dev.offline_after * interval
+    return limits
 
 
 def scope_of(reading: Reading) -> Scope:

@@ -8,7 +8,10 @@ At start-up the door's state is primed from the store (a day, or twice ``max_ope
 longer, so a door open all along counts as open that long). Cold, or when the store does
 not show a door open that a restored alert says is held, an open time counted from the
 first reading seen is not a true opening: until the door is seen closed, its inactive
-verdicts are held back.
+verdicts are held back. That is bounded by ``max_open``: counted from the first reading
+that saw the door open, it is active once ``max_open`` has passed (open at least that long
+live), so held-back verdicts stop then. A door not heard from at all stays as last known,
+open, which is what the restored alert says (a dead sensor is the ``offline`` rule's).
 """
 
 from __future__ import annotations
