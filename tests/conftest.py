@@ -21,6 +21,7 @@ from tests.fixtures_mosquitto import secure_mosquitto, secure_mosquitto_server  
 
 # A fresh MQTT client id and topic prefix per test (uid).
 from tests.mqtt_helpers import uid  # noqa: F401
+from tests.recording_proxy import RecordingProxy
 from tests.servers import InfluxServer, MosquittoServer, PostgresServer
 
 
@@ -95,3 +96,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         )
     yield s
     await s.close()
+
+
+@pytest.fixture
+def recording(influx: InfluxServer) -> Iterator[RecordingProxy]:
+    """A recording proxy in front of the real InfluxDB: every write request, line by line."""
+    proxy = RecordingProxy(influx.url).start()
+    yield proxy
+    proxy.stop()

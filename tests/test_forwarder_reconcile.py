@@ -106,13 +106,6 @@ class BlindStore(InfluxStore):
 
 
 @pytest.fixture
-def recording(influx: InfluxServer) -> Iterator[RecordingProxy]:
-    proxy = RecordingProxy(influx.url).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
 def link(recording: RecordingProxy) -> Iterator[FaultProxy]:
     """A fault proxy in front of the recording proxy: gateway -> faults -> records -> InfluxDB."""
     port = int(recording.url.rsplit(":", 1)[1])

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from gateway.store.influx import InfluxStore
 from tests.factories import S, make_reading
 from tests.recording_proxy import RecordingProxy
 from tests.servers import InfluxServer
+from tests.test_forwarder_reconcile import BlindStore
 
 BATCH = 50
 BATCHES = 6
@@ -81,21 +81,6 @@ CHILD = textwrap.dedent(
                      int(sys.argv[6])))
     """
 )
-
-
-class BlindStore(InfluxStore):
-    """The negative control: never admits holding anything, so whatever was in flight is
-    sent again whole (the at-least-once behaviour this replaces)."""
-
-    async def present(self, readings: Sequence[Reading]) -> set[tuple[str, int, str]]:
-        return set()
-
-
-@pytest.fixture
-def recording(influx: InfluxServer) -> Iterator[RecordingProxy]:
-    proxy = RecordingProxy(influx.url).start()
-    yield proxy
-    proxy.stop()
 
 
 def _count(influx: InfluxServer) -> int:

@@ -35,7 +35,7 @@ from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import RuleBase
 from gateway.reading import Reading, SensorKind
-from gateway.site import MqttDevice, SensorRef, Site
+from gateway.site import ModbusDevice, MqttDevice, SensorRef, Site
 
 R = TypeVar("R", bound=RuleBase)
 NS = 1_000_000_000
@@ -108,19 +108,22 @@ def ns_of(seconds: float) -> int:
     return round(seconds * NS)
 
 
+def device_interval_s(dev: ModbusDevice | MqttDevice) -> float:
+    """How often a device is heard from: ``poll_interval``, or ``expected_interval`` for
+    MQTT devices (which publish when they like)."""
+    if isinstance(dev, MqttDevice):
+        return dev.expected_interval
+    return dev.poll_interval
+
+
 def silence_limits_s(site: Site) -> dict[str, float]:
     """Per sensor, how long it may stay silent before it counts as offline: its device's
-    ``offline_after`` intervals (``poll_interval``, or ``expected_interval`` for MQTT)."""
+    ``offline_after`` intervals."""
     limits: dict[str, float] = {}
     for placement in site.placements():
         dev = placement.device
-        interval = (
-            dev.expected_interval
-            if isinstance(dev, MqttDevice)
-            else float(getattr(dev, "poll_interval", 60.0))
-        )
         for spec in dev.sensors:
-            limits[spec.id] = dev.offline_after * interval
+            limits[spec.id] = dev.offline_after * device_interval_s(dev)
     return limits
 
 

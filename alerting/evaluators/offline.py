@@ -16,12 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alerting.evaluators.base import BaseEvaluator, fmt, ns_of, register_evaluator
+from alerting.evaluators.base import (
+    BaseEvaluator,
+    device_interval_s,
+    fmt,
+    ns_of,
+    register_evaluator,
+)
 from alerting.lifecycle import Alert
 from alerting.model import Condition
 from alerting.rules import OfflineRule, RuleBase
 from gateway.reading import Reading
-from gateway.site import MqttDevice, Site
+from gateway.site import Site
 
 
 @register_evaluator("offline")
@@ -35,11 +41,7 @@ class OfflineEvaluator(BaseEvaluator[OfflineRule]):
         self._limit_s: dict[str, float] = {}
         for placement in site.placements():
             dev = placement.device
-            interval = (
-                dev.expected_interval
-                if isinstance(dev, MqttDevice)
-                else float(getattr(dev, "poll_interval", 60.0))
-            )
+            interval = device_interval_s(dev)
             for spec in dev.sensors:
                 if spec.id in self.refs:
                     n = self.rule_for(placement.room_id).intervals or dev.offline_after
