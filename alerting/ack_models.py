@@ -3,7 +3,9 @@
 * ``ack_link_uses``: the nonce of every acknowledgement link that was used, so a link works
   once, across restarts and across the API and gateway processes.
 * ``ack_codes``: short codes for SMS recipients, stored as a keyed hash (HMAC with the data
-  directory's key: six digits are too few to survive an unkeyed hash).
+  directory's key: six characters are too few to survive an unkeyed hash); also the wrong
+  codes entered lately, as rows whose ``code_hash`` is a marker no digest equals (the guess
+  limits count them; see :mod:`alerting.acklink`).
 * ``ack_requests``: the durable command queue from the API process (which serves the page)
   to the gateway (whose alert engine owns the alerts).
 

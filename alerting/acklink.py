@@ -14,12 +14,38 @@ characters of Crockford's base32 (digits and capitals without I, L, O, U; typed 
 Tencent's six-character template variables. The code alone is enough: it is unique among all
 live codes (every alert, every contact) and names both the alert and the person it was sent
 to, so the SMS need not tell anyone a contact id. It is stored only as an HMAC under the same
-key and expires like the link. Wrong codes are counted in the audit log
-(``ack_code.refused``) over :data:`CODE_FAILURE_WINDOW_S`: :data:`MAX_CODE_FAILURES` per
-contact (when the form names one) or per client address, and :data:`MAX_CODE_FAILURES_TOTAL`
-in all, past which code entry is closed for everyone until the window passes (links and the
-console still work): so even many addresses guessing together try at most a few hundred of
-the 10⁹ codes an hour.
+key and expires like the link.
+
+Wrong codes are limited (:meth:`AckLinks.acknowledge_by_code`), counted in the state
+database in the same write transaction that checks the code, so parallel requests from any
+number of API processes cannot outrun the limits (as rows of ``ack_codes`` whose
+``code_hash`` is a marker that no code digest equals, kept 24 hours; every refusal is also
+audited as ``ack_code.refused``):
+
+* :data:`MAX_CODE_FAILURES` wrong codes per client address (an IPv6 address counts by its
+  /64, which one subscriber usually holds whole) over :data:`CODE_FAILURE_WINDOW_S`, and as
+  many per contact when the form names one; past either, that address (or contact) gets 429
+  until the window passes.
+* Past :data:`MAX_CODE_FAILURES_TOTAL` wrong codes in all over the window (an attack), an
+  address that has itself entered a wrong code in the last :data:`CODE_SUSPECT_S` is refused
+  too, but an address with no wrong code still has its code checked: nobody can close code
+  entry for everyone, and a person with a correct code from a fresh address gets through.
+
+What a guesser gets, per day: a wrong code is checked either in normal mode (fewer than
+:data:`MAX_CODE_FAILURES_TOTAL` wrong codes in the last 15 minutes, so at most 50 in any 15
+minutes: 96 × 50 = 4,800 a day) or in attack mode, from an address with no wrong code in the
+last 24 hours (at most one a day per address). With ``A`` addresses (IPv6: /64 prefixes) that
+is at most ``4,800 + A`` guesses a day. Each guess hits one of the ``L`` codes that could
+acknowledge something (unused, unexpired, for a firing, unacknowledged alert) with
+probability ``L / 32⁶`` (32⁶ = 1,073,741,824), so the chance of any success in a day is at
+most ``(4,800 + A) × L / 32⁶``: with L = 100 live codes, about 4.5 × 10⁻⁴ from one address
+(or from everyone behind one proxy), about 1.4 × 10⁻³ from a botnet of 10,000 addresses, and
+the attack shows as a warning in the log and ``ack_code.refused`` entries in the audit log.
+A success acknowledges one alert (stops its repeats and escalation); it opens nothing else.
+
+Six-digit codes issued before codes became base32 are hashed with their contact id, so
+they are matched only when a contact is named (the API's ``contact`` field; the form has
+none): recipients use the link or the console until those codes expire (``ack_link_hours``).
 
 Blocking (database); async callers use ``asyncio.to_thread``.
 """
@@ -30,6 +56,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -39,7 +66,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,11 +92,18 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
 CODE_CHARS = 6
 CODE_DIGITS = CODE_CHARS  # the old name (codes were six digits before)
 MAX_CODE_FAILURES = 5
-MAX_CODE_FAILURES_TOTAL = 50
+MAX_CODE_FAILURES_TOTAL = 50  # in all, per window: past it, addresses that failed are refused
 CODE_FAILURE_WINDOW_S = 15 * 60
+CODE_SUSPECT_S = 24 * 3600  # in an attack, an address that failed this recently is refused
 CODE_PATH = "/ack/code"
 _CODE_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _CODE_REFUSED = "ack_code.refused"
+# Wrong codes are kept as rows of ack_codes whose code_hash is one of these markers: never a
+# hex digest, so never matched as a code, and written in the transaction that checks the
+# code (the audit log cannot be: on SQLite its append is a transaction of its own).
+_FAILED_BY_ADDRESS = "refused:address"
+_FAILED_BY_CONTACT = "refused:contact"
+_FAILURE_MARKERS = (_FAILED_BY_ADDRESS, _FAILED_BY_CONTACT)
 # Links and codes go out for these message kinds; the others need no action.
 ACTIONABLE_KINDS = ("firing", "repeat", "escalation")
 _LINK_DOMAIN = b"archwatch-ack-link-v1\x00"
@@ -442,49 +476,99 @@ class AckLinks:
     ) -> Check:
         """Acknowledge the alert ``code`` was issued for, as the person it was sent to (once).
 
-        ``contact_id`` is optional: given, the code must be theirs. ``address`` (the
-        client's) counts wrong codes when no contact is named.
+        ``contact_id`` is optional: given, the code must be theirs. Wrong codes count
+        against the client's ``address`` always and against the contact when one is named
+        (a named contact never replaces the address: a guesser could name a new one each
+        time). The limits are checked, the code compared and a wrong one recorded in one
+        write transaction under :data:`QUEUE_LOCK_KEY`, so concurrent requests in any
+        process are counted one after another.
         """
         contact = (contact_id or "").strip()
-        if contact and (not _ID.match(contact) or len(contact) > 64):
-            wrong = Check(Verdict.FORGED, "联系人编号或确认码不正确。")
-            return self._refuse_code(wrong, self._code_actor(None, address))
-        actor = self._code_actor(contact or None, address)
+        bad_contact = bool(contact) and (not _ID.match(contact) or len(contact) > 64)
+        source = client_key(address)
+        named = contact if contact and not bad_contact else None
         now = self.clock.now_ns()
-        since = datetime_from_ns(now - CODE_FAILURE_WINDOW_S * _S)
-        mine = audit.count(self.db, actor=actor, action=_CODE_REFUSED, since=since)
-        everyone = audit.count(self.db, action=_CODE_REFUSED, since=since)
-        if mine >= MAX_CODE_FAILURES or everyone >= MAX_CODE_FAILURES_TOTAL:
-            if everyone >= MAX_CODE_FAILURES_TOTAL:
-                log.warning(
-                    "acknowledgement codes: %d wrong codes in %d min; code entry closed "
-                    "until the window passes (links and the console still work)",
-                    everyone,
-                    CODE_FAILURE_WINDOW_S // 60,
-                )
-            minutes = CODE_FAILURE_WINDOW_S // 60
-            reason = f"错误次数过多，请 {minutes} 分钟后再试，或点击通知中的链接、联系值班人员。"
-            return Check(Verdict.TOO_MANY_ATTEMPTS, reason, contact_id=contact or None)
         request_id = 0
         with self.db.session(write=True) as session:
-            self.db.lock(session, QUEUE_LOCK_KEY)  # as in use(): one queued action per alert
-            result, row = self._code_check(session, code, contact or None, now)
+            # One lock for the limit and the queue (as in use(): one queued action per alert).
+            self.db.lock(session, QUEUE_LOCK_KEY)
+            limited = self._code_limit(session, source, named, now)
+            if limited is not None:
+                return limited
+            if bad_contact:
+                result, row = Check(Verdict.FORGED, "联系人编号或确认码不正确。"), None
+            else:
+                result, row = self._code_check(session, code, named, now)
             if result.ok and result.alert is not None and row is not None:
                 row.used_at_ns = now
                 request_id = _queue(session, result.alert.id, row.contact_id, note, "code", now)
+            elif result.verdict == Verdict.FORGED:
+                self._record_failure(session, source, named, now)
         if not result.ok or result.alert is None or result.contact_id is None:
-            return self._refuse_code(result, actor)
+            return self._refuse_code(result, named or source)
         self._audit(
             "ack_link.used", result.contact_id, result.alert.id, via="code", request=request_id
         )
         return replace(result, detail={"request_id": request_id})
 
+    def _code_limit(
+        self, session: Session, source: str, contact: str | None, now: int
+    ) -> Check | None:
+        """A TOO_MANY_ATTEMPTS check when ``source`` (or ``contact``) may not try a code now."""
+        window = now - CODE_FAILURE_WINDOW_S * _S
+        minutes = CODE_FAILURE_WINDOW_S // 60
+        retry_s = CODE_FAILURE_WINDOW_S
+        mine = _failures(session, _FAILED_BY_ADDRESS, source, window)
+        theirs = _failures(session, _FAILED_BY_CONTACT, contact, window) if contact else 0
+        if mine >= MAX_CODE_FAILURES or theirs >= MAX_CODE_FAILURES:
+            reason = f"错误次数过多，请 {minutes} 分钟后再试，或点击通知中的链接、联系值班人员。"
+        else:
+            everyone = _failures(session, _FAILED_BY_ADDRESS, None, window)
+            if everyone < MAX_CODE_FAILURES_TOTAL:
+                return None
+            # An attack: addresses that never failed still get their code checked.
+            if not _failures(session, _FAILED_BY_ADDRESS, source, now - CODE_SUSPECT_S * _S):
+                return None
+            log.warning(
+                "acknowledgement codes: %d wrong codes in %d min; addresses that entered a "
+                "wrong code are refused (links, the console and other addresses still work)",
+                everyone,
+                minutes,
+            )
+            reason = (
+                "近期大量错误的确认码，本设备输入过错误的确认码，暂时不能再试。"
+                "请点击通知中的链接、使用系统控制台或联系值班人员。"
+            )
+        return Check(
+            Verdict.TOO_MANY_ATTEMPTS,
+            reason,
+            contact_id=contact,
+            detail={"retry_after_s": retry_s},
+        )
+
     @staticmethod
-    def _code_actor(contact_id: str | None, address: str | None) -> str:
-        """Whom wrong codes are counted against: the contact named, else the address."""
-        if contact_id:
-            return contact_id
-        return f"address:{address}"[:64] if address else "anonymous"
+    def _record_failure(session: Session, source: str, contact: str | None, now: int) -> None:
+        """Count one wrong code against ``source`` (and ``contact``), dropping old counts."""
+        session.execute(
+            delete(AckCodeRow).where(
+                AckCodeRow.code_hash.in_(_FAILURE_MARKERS),
+                AckCodeRow.created_at_ns <= now - CODE_SUSPECT_S * _S,
+            )
+        )
+        keys = [(_FAILED_BY_ADDRESS, source)]
+        if contact:
+            keys.append((_FAILED_BY_CONTACT, contact))
+        for marker, key in keys:
+            session.add(
+                AckCodeRow(
+                    contact_id=key[:64],
+                    code_hash=marker,
+                    alert_id="",
+                    created_at_ns=now,
+                    expires_at_ns=now,
+                    used_at_ns=now,
+                )
+            )
 
     def _refuse_code(self, check: Check, actor: str) -> Check:
         target = check.alert.id if check.alert else ""
@@ -598,6 +682,32 @@ class AckLinks:
                 detail={k: v for k, v in detail.items() if v is not None},
                 now=datetime_from_ns(self.clock.now_ns()),
             )
+
+
+def client_key(address: str | None) -> str:
+    """Whom wrong codes from ``address`` count against: the address, an IPv6 one by its /64
+    (a subscriber usually holds the whole prefix), an IPv4-mapped one as IPv4."""
+    if not address:
+        return "anonymous"
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return f"address:{address}"[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"address:{ip.ipv4_mapped}"
+        return f"address:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"address:{ip}"
+
+
+def _failures(session: Session, marker: str, key: str | None, since_ns: int) -> int:
+    """Wrong codes recorded under ``marker`` after ``since_ns``, of ``key`` (None: all)."""
+    query = select(func.count()).where(
+        AckCodeRow.code_hash == marker, AckCodeRow.created_at_ns > since_ns
+    )
+    if key is not None:
+        query = query.where(AckCodeRow.contact_id == key[:64])
+    return int(session.execute(query.select_from(AckCodeRow)).scalar_one())
 
 
 def _queue(session: Session, alert_id: str, user: str, note: str, via: str, now: int) -> int:

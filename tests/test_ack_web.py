@@ -3,11 +3,16 @@ the gateway side (an AlertEngine on a ManualClock and the ack queue) driven in t
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +24,11 @@ from alerting.model import AlertState
 from api.main import create_app
 from gateway import audit
 from gateway.clock import ManualClock
+from gateway.net import free_port
 from gateway.settings import Settings
 from gateway.statedb import StateDB
-from tests.test_acklink import KEY, PUBLIC, World, make_world
+from tests.db_helpers import REPO, wait_for
+from tests.test_acklink import KEY, PUBLIC, World, make_world, other_code
 
 HOUR = 3600
 
@@ -218,6 +225,82 @@ async def test_the_code_alone_is_enough_on_the_code_page(client: TestClient, wor
     assert outcome.status == "done" and outcome.request.user == "guard"
     [acked] = audit.entries(world.db, action="alert.acknowledged")
     assert acked.actor == "guard" and acked.detail["via"] == "code"
+
+
+async def test_too_many_wrong_codes_get_429_for_that_client_only(
+    client: TestClient, world: World, tmp_path: Path
+) -> None:
+    alert_id = await world.fire("a101")
+    code = world.links.issue_code(alert_id, "guard")
+    for i in range(1, 6):
+        wrong = client.post("/ack/code", data={"code": other_code(code, i)})
+        assert wrong.status_code == 400 and "不正确" in wrong.text
+    blocked = client.post("/ack/code", data={"code": code})
+    assert blocked.status_code == 429 and "链接" in blocked.text
+    assert blocked.headers["Retry-After"] == "900"
+    assert requests_queued(world.db) == 0
+    # Another phone (another address) is not held up.
+    other = TestClient(client.app, client=("203.0.113.7", 50000))
+    done = other.post("/ack/code", data={"code": code})
+    assert done.status_code == 200 and "guard" in done.text
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize(
+    ("trusted", "next_client_status"),
+    [
+        # The proxy (here: the test, on loopback) is trusted: each forwarded client counts.
+        ("127.0.0.1", 400),
+        # Not trusted: everyone is the proxy's address and shares its limit.
+        ("192.0.2.1", 429),
+    ],
+)
+def test_behind_a_proxy_wrong_codes_count_per_forwarded_client(
+    tmp_path: Path, trusted: str, next_client_status: int
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ARCHWATCH_") and k != "FORWARDED_ALLOW_IPS"
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = ["api", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    argv += ["--forwarded-allow-ips", trusted]
+    with (tmp_path / "api.log").open("wb") as log:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *argv],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def api_up() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(api_up, "the API process to answer")
+
+        def post(client_address: str) -> int:
+            headers = {"X-Forwarded-For": client_address}
+            got = httpx.post(f"{base}/ack/code", data={"code": "ZZZZZZ"}, headers=headers)
+            return got.status_code
+
+        assert [post("198.51.100.1") for _ in range(5)] == [400] * 5
+        assert post("198.51.100.1") == 429
+        assert post("198.51.100.2") == next_client_status
+    finally:
+        if api.poll() is None:
+            api.send_signal(signal.SIGTERM)
+            try:
+                api.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                api.kill()
+                api.wait()
 
 
 @settings(

@@ -66,7 +66,7 @@ def _page(ctx: AppContext, request: Request, name: str, status: int, **values: A
 
 
 def _error(ctx: AppContext, request: Request, check: Check) -> HTMLResponse:
-    return _page(
+    response = _page(
         ctx,
         request,
         "ack_error.html",
@@ -75,6 +75,10 @@ def _error(ctx: AppContext, request: Request, check: Check) -> HTMLResponse:
         reason=check.reason,
         alert=_alert_view(ctx, check.alert),
     )
+    retry = check.detail.get("retry_after_s")
+    if check.verdict == Verdict.TOO_MANY_ATTEMPTS and isinstance(retry, int):
+        response.headers["Retry-After"] = str(retry)
+    return response
 
 
 def _refused(ctx: AppContext, request: Request, title: str, reason: str, status: int) -> Response:
@@ -147,7 +151,12 @@ async def code_page(request: Request, ctx: Context) -> Response:
 
 @router.post("/ack/code", response_class=HTMLResponse)
 async def code_submit(request: Request, ctx: Context) -> Response:
-    """Acknowledge with a short code (a ``contact`` field, optional, must then match)."""
+    """Acknowledge with a short code (a ``contact`` field, optional, must then match).
+
+    Wrong codes are limited per client address (:mod:`alerting.acklink`): behind a reverse
+    proxy, start ``archwatch api --forwarded-allow-ips`` with the proxy's address, or every
+    recipient shares the proxy's address and its limit.
+    """
     if not _same_origin(ctx, request):
         return _cross_origin(ctx, request)
     form = await _form(request)
