@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.statedb import StateDB
@@ -50,6 +51,18 @@ def spawn_workers(script: str, argvs: list[list[str]]) -> list[subprocess.Popen[
         )
         for argv in argvs
     ]
+
+
+def wait_for_api(base: str) -> None:
+    """Wait until an ``archwatch api`` process at ``base`` answers its health check."""
+
+    def api_up() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(api_up, "the API process to answer")
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:

@@ -27,7 +27,7 @@ from gateway.clock import ManualClock
 from gateway.net import free_port
 from gateway.settings import Settings
 from gateway.statedb import StateDB
-from tests.db_helpers import REPO, wait_for
+from tests.db_helpers import REPO, wait_for_api
 from tests.test_acklink import KEY, PUBLIC, World, make_world, other_code
 
 HOUR = 3600
@@ -276,14 +276,7 @@ def test_behind_a_proxy_wrong_codes_count_per_forwarded_client(
             stderr=subprocess.STDOUT,
         )
     try:
-
-        def api_up() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(api_up, "the API process to answer")
+        wait_for_api(base)
 
         def post(client_address: str) -> int:
             headers = {"X-Forwarded-For": client_address}

@@ -28,7 +28,7 @@ from gateway import audit
 from gateway.net import free_port
 from gateway.statedb import StateDB
 from tests.api.conftest import PASSWORD
-from tests.db_helpers import REPO, spawn_workers, wait_for
+from tests.db_helpers import REPO, spawn_workers, wait_for, wait_for_api
 from tests.e2e import write_site
 
 LOGINS = 12
@@ -128,14 +128,7 @@ def test_gateway_and_api_processes_appending_at_once_keep_one_chain(
         ALERTING_WORKER, [[worker_url, str(ALERTING_APPENDS), str(ready), str(go)]]
     )[0]
     try:
-
-        def api_up() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(api_up, "the API process to answer")
+        wait_for_api(base)
         wait_for(ready.exists, "the alerting writer to start")
 
         def log_in(k: int) -> str:
