@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,11 +247,9 @@ class AlertEngine:
         ``via`` (link, code, api, console) goes into the audit entry's detail; ``actor``
         names the person in the audit log when it differs from ``user`` (``user:<name>``
         for someone logged in to the API or console, as the API's own entries name them)."""
-        async with self._lock:
-            await self._start()
-            change = self.lifecycle.acknowledge(alert_id, user, note, self.clock.now_ns())
-            await self._record([change], via=via, actor=actor)
-            return self._view(change.alert, self.clock.now_ns())
+        return await self._by_hand(
+            self.lifecycle.acknowledge, alert_id, user, note, via=via, actor=actor
+        )
 
     async def resolve(
         self,
@@ -264,9 +262,24 @@ class AlertEngine:
     ) -> AlertView:
         """Resolve an open alert by hand; raises AlertError when there is none (``via`` and
         ``actor`` as for :meth:`acknowledge`)."""
+        return await self._by_hand(
+            self.lifecycle.resolve, alert_id, user, note, via=via, actor=actor
+        )
+
+    async def _by_hand(
+        self,
+        action: Callable[[str, str, str, int], Transition],
+        alert_id: str,
+        user: str,
+        note: str,
+        *,
+        via: str | None,
+        actor: str | None,
+    ) -> AlertView:
+        """Apply an operator's lifecycle ``action`` now, record it and show the alert."""
         async with self._lock:
             await self._start()
-            change = self.lifecycle.resolve(alert_id, user, note, self.clock.now_ns())
+            change = action(alert_id, user, note, self.clock.now_ns())
             await self._record([change], via=via, actor=actor)
             return self._view(change.alert, self.clock.now_ns())
 

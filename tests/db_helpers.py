@@ -9,6 +9,7 @@ that needs something else (an unmigrated database, SQLite only) defines its own 
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,23 @@ def spawn_workers(script: str, argvs: list[list[str]]) -> list[subprocess.Popen[
         )
         for argv in argvs
     ]
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process in the repository, its output (both streams) in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within a minute."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_api(base: str) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +25,7 @@ from gateway.clock import ManualClock
 from gateway.net import free_port
 from gateway.settings import Settings
 from gateway.statedb import StateDB
-from tests.db_helpers import REPO, wait_for_api
+from tests.db_helpers import start, stop, wait_for_api
 from tests.test_acklink import KEY, PUBLIC, World, make_world, other_code
 
 HOUR = 3600
@@ -267,14 +265,7 @@ def test_behind_a_proxy_wrong_codes_count_per_forwarded_client(
     base = f"http://127.0.0.1:{port}"
     argv = ["api", "--port", str(port), "--data-dir", str(tmp_path / "data")]
     argv += ["--forwarded-allow-ips", trusted]
-    with (tmp_path / "api.log").open("wb") as log:
-        api = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *argv],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    api = start([sys.executable, "-m", "gateway.cli", *argv], env, tmp_path / "api.log")
     try:
         wait_for_api(base)
 
@@ -287,13 +278,7 @@ def test_behind_a_proxy_wrong_codes_count_per_forwarded_client(
         assert post("198.51.100.1") == 429
         assert post("198.51.100.2") == next_client_status
     finally:
-        if api.poll() is None:
-            api.send_signal(signal.SIGTERM)
-            try:
-                api.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                api.kill()
-                api.wait()
+        stop(api)
 
 
 @settings(

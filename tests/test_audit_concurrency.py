@@ -10,8 +10,6 @@ meanwhile; and a process appending as the gateway's alerting does, through
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from gateway import audit
 from gateway.net import free_port
 from gateway.statedb import StateDB
 from tests.api.conftest import PASSWORD
-from tests.db_helpers import REPO, spawn_workers, wait_for, wait_for_api
+from tests.db_helpers import spawn_workers, start, stop, wait_for, wait_for_api
 from tests.e2e import write_site
 
 LOGINS = 12
@@ -77,21 +75,6 @@ def state(shared: tuple[Path, str | None]) -> Iterator[StateDB]:
     db.migrate()
     yield db
     db.close()
-
-
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_gateway_and_api_processes_appending_at_once_keep_one_chain(
